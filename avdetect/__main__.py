@@ -1,0 +1,5 @@
+import sys
+
+from avdetect.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""The ``avdetect`` command line.
+
+Each sub-command is a pair of functions: ``_args_<name>(parser)`` declares its options and
+``_run_<name>(args) -> int`` does the work and returns the exit status. ``main`` turns every
+:class:`avdetect.errors.AVDetectError` into one line on stderr and a non-zero exit; other
+exceptions also become one line (``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from avdetect import __version__
+from avdetect.errors import AVDetectError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2  # bad input: the file or the arguments
+EXIT_INTERRUPTED = 130
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+# ---------------------------------------------------------------------------------------
+# probe
+def _args_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio or video file(s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-faces", action="store_true", help="skip face tracking (media facts only)")
+    p.add_argument("--backend", default="opencv", help="face backend: opencv (default) or face-alignment")
+
+
+def _run_probe(args) -> int:
+    from avdetect.probe import format_probe, probe
+
+    status = EXIT_OK
+    results = []
+    for path in args.files:
+        try:
+            info = probe(path, faces=not args.no_faces, backend=args.backend)
+        except AVDetectError as err:
+            print(f"avdetect probe: error: {err}", file=sys.stderr)
+            status = EXIT_USER
+            continue
+        results.append(info)
+        if not args.json:
+            print(format_probe(info))
+    if args.json and results:
+        _print_json(results[0] if len(args.files) == 1 else results)
+    return status
+
+
+# ---------------------------------------------------------------------------------------
+COMMANDS = {
+    "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avdetect",
+        description="Find audio-visual deepfakes in video files and say where in time they are.",
+    )
+    parser.add_argument("--version", action="version", version=f"avdetect {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_args, _run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USER
+    level = logging.WARNING if args.quiet or args.verbose == 0 else (logging.INFO if args.verbose == 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _add_args, run, _help = COMMANDS[args.command]
+    start = time.perf_counter()
+    try:
+        return run(args)
+    except AVDetectError as err:
+        print(f"avdetect {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print(f"avdetect {args.command}: interrupted after {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as err:  # noqa: BLE001 - the CLI must never show a traceback by default
+        if args.debug:
+            raise
+        print(
+            f"avdetect {args.command}: internal error: {type(err).__name__}: {err} "
+            "(run with --debug for the traceback and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Shared fixtures: media made with ffmpeg in tmp_path, and the real sample clips when present."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly; raise with its stderr if it fails."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{proc.stderr}")
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    if not SAMPLES_DIR.is_dir() or not any(SAMPLES_DIR.iterdir()):
+        pytest.skip(f"real sample clips not found at {SAMPLES_DIR}")
+    return SAMPLES_DIR
+
+
+def sample_clips() -> list[Path]:
+    if not SAMPLES_DIR.is_dir():
+        return []
+    return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in {".mp4", ".mpg", ".avi", ".mov", ".mkv"})
