@@ -308,7 +308,12 @@ class FaceRenderer:
         m[0, 2] += dx
         m[1, 2] += dy
         n = self.n
-        warped = cv2.warpAffine(face, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        a = cv2.warpAffine(self.alpha, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-        out = warped * a + self.background * (1 - a)
-        return out * gain
+        rgba = np.dstack([face, self.alpha])
+        w = cv2.warpAffine(rgba, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        a = w[..., 3:4]
+        out = w[..., :3] - self.background
+        out *= a
+        out += self.background
+        if gain != 1.0:
+            out *= gain
+        return out
