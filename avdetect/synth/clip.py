@@ -6,6 +6,7 @@ blinks, lighting and noise: the two versions differ only inside the manipulated 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -154,6 +155,7 @@ def _cascade():
     return _CASCADE
 
 
+@functools.lru_cache(maxsize=64)
 def detectable_identity(identity_seed: int, size: int, variant: str, tries: int = 30) -> tuple[Identity, tuple[float, float], int]:
     """Draw an identity (and its light direction) that the default Haar face detector finds.
 
