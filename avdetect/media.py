@@ -30,10 +30,12 @@ import functools
 import hashlib
 import logging
 import os
+import queue
 import re
 import select
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -480,11 +482,9 @@ class _FFmpegPipe:
         except (ImportError, OSError):
             pass
 
-    def read(self, nbytes: int) -> memoryview:
-        """Up to nbytes of output: exactly nbytes unless the stream ends (then fewer, maybe 0)."""
-        buf = bytearray(nbytes)
-        view = memoryview(buf)
-        got = 0
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` (a byte view of the destination array); fewer bytes only at the end."""
+        nbytes, got = len(view), 0
         while got < nbytes:
             ready, _, _ = select.select([self._fd], [], [], self.stall_timeout)
             if not ready:
@@ -494,21 +494,27 @@ class _FFmpegPipe:
             if n == 0:
                 break
             got += n
-        return view[:got]
+        return got
 
     def stderr_lines(self) -> list[str]:
         self._err.seek(0)
         return [ln.strip() for ln in self._err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
 
     def close(self) -> None:
+        """Kill ffmpeg if it still runs and reap it. Safe to call more than once."""
         if self.proc.poll() is None:
             self.proc.kill()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 does not time out in practice
             log.error("ffmpeg (pid %d) did not exit after kill", self.proc.pid)
+
+    def release(self) -> None:
+        """Close our ends of the pipes; call after :meth:`close` once no thread reads any more."""
+        self.close()
         self.proc.stdout.close()
-        self._err.close()
+        if not self._err.closed:
+            self._err.close()
 
 
 class Media:
@@ -556,25 +562,38 @@ class Media:
         return (h, w, 3)
 
     # video -------------------------------------------------------------------------------
-    def _video_cmd(self, start: int) -> list[str]:
+    def _video_cmd(self, start: int, pixel_format: str) -> list[str]:
         w, h = self.info.working_size
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
         if start > 0:
             cmd += ["-ss", f"{start / FPS:.6f}"]
         cmd += ["-i", self.info.path, "-map", f"0:{self._video_index}", "-an", "-sn", "-dn"]
-        vf = f"fps={FPS}:start_time=0:round=near,scale={w}:{h}:flags=area,setsar=1,format=rgb24"
-        return cmd + ["-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        vf = f"fps={FPS}:start_time=0:round=near,scale={w}:{h}:flags=area,setsar=1,format={pixel_format}"
+        return cmd + ["-vf", vf, "-f", "rawvideo", "-pix_fmt", pixel_format, "-"]
+
+    def frame_shape_for(self, pixel_format: str) -> tuple[int, ...]:
+        """Array shape of one decoded frame: (H, W, 3) for rgb24, (H * 3 / 2, W) for yuv420p (I420)."""
+        w, h = self.info.working_size
+        if pixel_format == "rgb24":
+            return (h, w, 3)
+        if pixel_format == "yuv420p":
+            return (h * 3 // 2, w)
+        raise ValueError(f"unsupported pixel format {pixel_format!r} (rgb24 or yuv420p)")
 
     def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         """Yield RGB uint8 frames (H, W, 3) for grid frames ``[start, stop)``: exactly that many."""
         for _, window in self.iter_windows(size=1, start=start, stop=stop):
             yield window[0]
 
-    def iter_windows(self, size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_windows(
+        self, size: int, start: int = 0, stop: int | None = None, pixel_format: str = "rgb24"
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_frame_index, frames (n, H, W, 3) uint8)`` for consecutive windows of
         ``size`` frames covering ``[start, stop)`` (the last window may be shorter).
 
         One ffmpeg process serves the whole range; only one window is held at a time.
+        ``pixel_format="yuv420p"`` gives I420 frames of shape (H * 3 / 2, W) instead: half the
+        bytes, and the first H rows are the luma plane (what face detection needs).
         """
         if not self.info.has_video:
             raise MediaError("the file has no video stream", self.info.path)
@@ -584,37 +603,71 @@ class Media:
             raise ValueError("window size must be >= 1")
         if start >= stop:
             return
-        h, w, c = self.frame_shape
-        frame_bytes = h * w * c
-        pipe = _FFmpegPipe(self._video_cmd(start), self.info.path, self.stall_timeout)
+        pipe = _FFmpegPipe(self._video_cmd(start, pixel_format), self.info.path, self.stall_timeout)
+        # A reader thread decodes ahead (os.readv releases the GIL) while the caller works on
+        # the previous window: decoding overlaps face detection / the model. Bounded queue:
+        # at most ~16 frames (or one window) wait, so memory stays flat.
+        stop_flag = threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=max(1, 16 // size))
+        done = object()
+
+        def produce():
+            try:
+                for item in self._windows_from(pipe, size, start, stop, pixel_format):
+                    while not stop_flag.is_set():
+                        try:
+                            q.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop_flag.is_set():
+                        return
+                q.put(done)
+            except BaseException as err:  # handed to the consumer, which raises it
+                q.put(err)
+
+        thread = threading.Thread(target=produce, name="avdetect-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop_flag.set()
+            pipe.close()  # kills ffmpeg: a reader blocked in readv sees end-of-stream
+            thread.join(timeout=10)
+            pipe.release()
+
+    def _windows_from(self, pipe: "_FFmpegPipe", size: int, start: int, stop: int, pixel_format: str):
+        shape = self.frame_shape_for(pixel_format)
+        frame_bytes = int(np.prod(shape))
         decoded = 0
         ended = False
         last: np.ndarray | None = None
-        try:
-            index = start
-            while index < stop:
-                n = min(size, stop - index)
-                out = np.empty((n, h, w, c), dtype=np.uint8)
-                for k in range(n):
+        index = start
+        while index < stop:
+            n = min(size, stop - index)
+            out = np.empty((n, *shape), dtype=np.uint8)
+            for k in range(n):
+                if not ended:
+                    # decode straight into the window's memory: no per-frame allocation or copy
+                    ended = pipe.readinto(memoryview(out[k]).cast("B")) < frame_bytes  # a partial frame is dropped
                     if not ended:
-                        buf = pipe.read(frame_bytes)
-                        ended = len(buf) < frame_bytes  # a partial frame at the end is dropped
-                        if not ended:
-                            out[k] = np.frombuffer(buf, dtype=np.uint8).reshape(h, w, c)
-                            last = out[k]
-                            decoded += 1
-                            continue
-                    if last is None:
-                        err = pipe.stderr_lines()
-                        raise CorruptMediaError("no video frame could be decoded" + (f" ({err[0]})" if err else ""), self.info.path)
-                    out[k] = last  # the decoder ended early: hold the last frame
-                yield index, out
-                index += n
-        finally:
-            pipe.close()
-            missing = (stop - start) - decoded
-            if missing > 2:
-                log.warning("%s: decoder delivered %d of %d frames; the last frame was repeated", self.info.path, decoded, stop - start)
+                        last = out[k]
+                        decoded += 1
+                        continue
+                if last is None:
+                    err = pipe.stderr_lines()
+                    raise CorruptMediaError("no video frame could be decoded" + (f" ({err[0]})" if err else ""), self.info.path)
+                out[k] = last  # the decoder ended early: hold the last frame
+            yield index, out
+            index += n
+        if (stop - start) - decoded > 2:
+            log.warning("%s: decoder delivered %d of %d frames; the last frame was repeated", self.info.path, decoded, stop - start)
 
     def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """All frames of ``[start, stop)`` as one array (n, H, W, 3). Memory grows with the span."""
@@ -633,17 +686,10 @@ class Media:
         out = np.zeros(n_samples, dtype=np.float32)
         got = 0
         try:
-            chunk = 1 << 16
-            while got < n_samples:
-                want = min(chunk, n_samples - got)
-                buf = pipe.read(want * 4)
-                k = len(buf) // 4
-                out[got : got + k] = np.frombuffer(buf[: k * 4], dtype="<f4")
-                got += k
-                if k < want:
-                    break
+            raw = memoryview(out).cast("B")  # float32 little-endian, as ffmpeg writes f32le
+            got = pipe.readinto(raw) // 4
         finally:
-            pipe.close()
+            pipe.release()
         if n_samples - got > SAMPLE_RATE // 100:
             log.warning("%s: audio decoder delivered %d of %d samples; the rest is silence", self.info.path, got, n_samples)
         np.clip(out, -1.0, 1.0, out=out)

@@ -245,7 +245,7 @@ def test_stalled_decoder_is_killed(tmp_path):
     pipe = _FFmpegPipe([sys.executable, "-c", "import time; time.sleep(30)"], "x.mp4", stall_timeout=0.5)
     t0 = time.perf_counter()
     with pytest.raises(MediaTimeoutError, match="no data"):
-        pipe.read(100)
+        pipe.readinto(memoryview(bytearray(100)))
     assert time.perf_counter() - t0 < 10
     assert pipe.proc.poll() is not None
 
