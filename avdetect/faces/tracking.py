@@ -190,7 +190,7 @@ class FaceTracker:
     """
 
     def __init__(
-        self, backend="opencv", detect_every: int = 5, search_every: int = 100, min_face: float = 0.06,
+        self, backend="opencv", detect_every: int = 5, search_every: int = 50, min_face: float = 0.06,
         max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
     ):
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
@@ -218,7 +218,7 @@ class FaceTracker:
             min_face = self.min_face
             if live:
                 biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(frame.shape[:2])
-                min_face = max(min_face, 0.4 * biggest)
+                min_face = max(min_face, 0.25 * biggest)
             found = self.backend.detect(frame, min_face=min_face)
         claimed: set[int] = set()
         for t in sorted(live, key=lambda t: -t.score):
@@ -261,8 +261,8 @@ class FaceTracker:
         t.height_sum += h
         t.score += conf * h
         t.keys[i] = (box, mouth, float(conf))
-        for old in [k for k in t.keys if k < i - 1 and k != max(t.keys)][:-1]:
-            del t.keys[old]
+        while len(t.keys) > 2:  # interpolation needs only the last two keyframes
+            del t.keys[min(t.keys)]
 
     # -- per-frame states between keyframes ---------------------------------------------
     @staticmethod
@@ -277,9 +277,13 @@ class FaceTracker:
                 (1 - w) * before[1] + w * after[1],
                 (1 - w) * before[2] + w * after[2],
             )
+        # one-sided holds only for confirmed tracks (>= 2 detections): a single false
+        # detection then marks at most its own keyframe as a face, not the frames around it
         if after is not None:
-            return after if j == key or prev_key is None else (after[0], after[1], after[2] * 0.5)
-        if before is not None and j < key:
+            if j == key or prev_key is None:
+                return after
+            return (after[0], after[1], after[2] * 0.5) if t.detections >= 2 else None
+        if before is not None and j < key and t.detections >= 2:
             return before[0], before[1], before[2] * 0.5
         return None
 
