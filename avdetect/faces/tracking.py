@@ -1,10 +1,13 @@
 """Face and mouth tracks: detect every k frames, track between, pick the main speaker, crop.
 
-One streaming pass over the decoded frames (memory bounded: at most ``detect_every`` frames are
+One streaming pass over the decoded frames (memory bounded: at most ``track_every`` frames are
 held besides the crops of the current output window):
 
-1. **Keyframes** (every ``detect_every`` frames, and the last frame): each live track is
-   re-detected near its last box at a face-relative scale (cheap, any resolution); the whole
+1. **Keyframes** (every ``track_every`` frames, and the last frame) measure each live track:
+   by the detector near its last box, at a face-relative scale (cheap at any resolution), every
+   ``detect_every`` frames and whenever the track is unconfirmed or its match weakens; in between
+   by normalised template matching of the face patch captured at the last detection (far cheaper
+   than a detector, and it cannot drift: the template always comes from a detection). The whole
    frame is searched for new faces when nothing is tracked and every ``search_every`` frames.
 2. **Association**: a detection continues the track whose box it overlaps most (IoU >= 0.2, or
    centre within half a face); a search detection that continues no track starts a new one. A
@@ -13,7 +16,7 @@ held besides the crops of the current output window):
    previous box (reset on a large jump, e.g. a cut); frames between keyframes get boxes
    linearly interpolated between the two keyframe boxes, or held from the one side that
    detected the face.
-4. **Main speaker**: every track accumulates a score = sum over its detections of
+4. **Main speaker**: every track accumulates a score = sum over the keyframes it is seen on of
    confidence x face height / frame height, i.e. *persistence x size*. In each frame the present
    track with the highest score so far is used; ``FaceTrack.explanation`` says which track won
    and by how much.
@@ -26,11 +29,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import cv2
 import numpy as np
 
-from avdetect.faces.backends import get_backend
-import cv2
-
+from avdetect.faces.backends import Detection, get_backend, shrink
 from avdetect.faces.crops import (
     FACE_SIZE,
     MOUTH_SIZE,
@@ -42,6 +44,9 @@ from avdetect.faces.crops import (
 )
 
 log = logging.getLogger(__name__)
+
+TEMPLATE_PX = 32  # face template size for matching between detections
+MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,7 +70,8 @@ class TrackSummary:
     track_id: int
     first_frame: int
     last_frame: int
-    detections: int  # keyframes on which the face was detected
+    detections: int  # keyframes on which the detector found the face
+    keyframes: int  # keyframes on which the face was seen (detected or tracked)
     mean_height: float  # mean face height / frame height
     score: float  # persistence x size
 
@@ -80,9 +86,13 @@ class _Track:
     last_key: int = -1
     face_box: np.ndarray | None = None  # smoothed, at last_key
     mouth_box: np.ndarray | None = None
-    conf: float = 0.0
+    conf: float = 0.0  # confidence at the last measurement
     misses: int = 0
-    detections: int = 0
+    detections: int = 0  # keyframes measured by the detector (2 confirm the track)
+    seen: int = 0  # keyframes on which the track was measured (detector or template)
+    last_detect: int = -1
+    det_conf: float = 0.0  # confidence of the last detection
+    template: np.ndarray | None = None  # luma patch of the face at the last detection
     height_sum: float = 0.0
     score: float = 0.0
     alive: bool = True
@@ -91,8 +101,8 @@ class _Track:
 
     def summary(self) -> TrackSummary:
         return TrackSummary(
-            self.track_id, self.first_frame, self.last_key, self.detections,
-            self.height_sum / max(1, self.detections), self.score,
+            self.track_id, self.first_frame, self.last_key, self.detections, self.seen,
+            self.height_sum / max(1, self.seen), self.score,
         )
 
 
@@ -139,8 +149,9 @@ class FaceTrack:
             return "no face was found"
         main = faces[0]
         text = (
-            f"face track #{main.track_id} is the main speaker: detected on {main.detections} keyframes "
-            f"(frames {main.first_frame}-{main.last_frame}), mean face height {main.mean_height:.0%} of the frame, "
+            f"face track #{main.track_id} is the main speaker: seen on {main.keyframes} keyframes "
+            f"(frames {main.first_frame}-{main.last_frame}, {main.detections} detections), "
+            f"mean face height {main.mean_height:.0%} of the frame, "
             f"score {main.score:.1f} (persistence x size)"
         )
         if len(faces) > 1:
@@ -181,7 +192,8 @@ class FaceTracker:
 
     Args:
         backend: ``"opencv"`` (default) or ``"face-alignment"``, or a backend instance.
-        detect_every: frames between detections (keyframes).
+        track_every: frames between keyframes (measurements; boxes are interpolated between).
+        detect_every: frames between detector runs on a confirmed, well-matched track.
         search_every: frames between whole-frame searches for new faces while tracking.
         min_face: smallest face searched for, as a fraction of the frame's shorter side.
         max_misses: keyframes in a row a track may be missed before it ends.
@@ -190,12 +202,13 @@ class FaceTracker:
     """
 
     def __init__(
-        self, backend="opencv", detect_every: int = 5, search_every: int = 50, min_face: float = 0.06,
-        max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
+        self, backend="opencv", track_every: int = 5, detect_every: int = 25, search_every: int = 50,
+        min_face: float = 0.06, max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
     ):
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
-        self.detect_every = max(1, int(detect_every))
-        self.search_every = max(self.detect_every, int(search_every))
+        self.track_every = max(1, int(track_every))
+        self.detect_every = max(self.track_every, int(detect_every))
+        self.search_every = max(self.track_every, int(search_every))
         self.min_face = min_face
         self.max_misses = max_misses
         self.smoothing = smoothing
@@ -207,30 +220,33 @@ class FaceTracker:
             return mouth_box_from_landmarks(det.landmarks)
         return mouth_box_from_face(det.box)
 
-    def _keyframe(self, i: int, frame: np.ndarray, tracks: list[_Track], next_id: list[int]) -> None:
-        """Detect on keyframe i. ``frame`` is what the backend wants: luma (H, W) or RGB (H, W, 3)."""
+    def _keyframe(self, i: int, image: np.ndarray, luma: np.ndarray, tracks: list[_Track], next_id: list[int]) -> None:
+        """Measure keyframe i. ``image`` is what the backend wants (luma or RGB); ``luma`` (H, W)."""
         live = [t for t in tracks if t.alive]
-        height = frame.shape[0]
+        height = luma.shape[0]
         search = not live or i % self.search_every == 0
         found: list = []
         if search:
             # faces much smaller than the tracked main face are not candidates for the speaker
             min_face = self.min_face
             if live:
-                biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(frame.shape[:2])
+                biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(luma.shape[:2])
                 min_face = max(min_face, 0.25 * biggest)
-            found = self.backend.detect(frame, min_face=min_face)
+            found = self.backend.detect(image, min_face=min_face)
         claimed: set[int] = set()
         for t in sorted(live, key=lambda t: -t.score):
-            det = None
-            # a search detection overlapping the track continues it; else look near the last box
+            det, detected = None, True
+            # a search detection overlapping the track continues it
             cands = [(iou(d.box, t.face_box), k) for k, d in enumerate(found) if k not in claimed and _close(d.box, t.face_box)]
             if cands:
                 k = max(cands)[1]
                 claimed.add(k)
                 det = found[k]
-            else:
-                near = [d for d in self.backend.detect_near(frame, t.face_box) if _close(d.box, t.face_box)]
+            elif t.detections >= 2 and i - t.last_detect < self.detect_every:
+                det = self._match(luma, t)  # None when the match is weak: then the detector runs
+                detected = det is None
+            if det is None:
+                near = [d for d in self.backend.detect_near(image, t.face_box) if _close(d.box, t.face_box)]
                 if near:
                     det = max(near, key=lambda d: iou(d.box, t.face_box) + d.score)
             if det is None:
@@ -238,25 +254,67 @@ class FaceTracker:
                 if t.misses > self.max_misses:
                     t.alive = False
                 continue
-            box, mouth = det.box.astype(np.float32), self._mouth_box(det).astype(np.float32)
+            box = det.box.astype(np.float32)
+            if detected:
+                mouth = self._mouth_box(det).astype(np.float32)
+            else:  # a template match moves the face: the mouth moves with it
+                mouth = t.mouth_box + (box - t.face_box)
             if iou(box, t.face_box) > 0.3:  # smooth unless the face jumped (cut, fast move)
                 a = self.smoothing
                 box = a * box + (1 - a) * t.face_box
                 mouth = a * mouth + (1 - a) * t.mouth_box
-            self._update(t, i, box, mouth, det.score, height)
+            self._update(t, i, box, mouth, det.score, height, luma if detected else None)
         for k, d in enumerate(found):
             if k in claimed or any(t.alive and iou(d.box, t.face_box) > 0.3 for t in tracks):
                 continue
             t = _Track(track_id=next_id[0], first_frame=i)
             next_id[0] += 1
-            self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height)
+            self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height, luma)
             tracks.append(t)
 
     @staticmethod
-    def _update(t: _Track, i: int, box, mouth, conf: float, height: int) -> None:
+    def _patch(luma: np.ndarray, box: np.ndarray, scale: float) -> tuple[np.ndarray, int, int, float] | None:
+        """Luma under ``box`` (clipped) scaled by about ``scale``: (patch, x1, y1, exact scale)."""
+        h, w = luma.shape
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            return None
+        patch = shrink(luma[y1:y2, x1:x2], scale)
+        return patch, x1, y1, patch.shape[0] / (y2 - y1)
+
+    def _match(self, luma: np.ndarray, t: _Track) -> Detection | None:
+        """Where the face patch of the last detection is now (normalised cross-correlation)."""
+        side = float(max(t.face_box[2] - t.face_box[0], t.face_box[3] - t.face_box[1]))
+        scale = TEMPLATE_PX / side
+        cx, cy = (t.face_box[0] + t.face_box[2]) / 2, (t.face_box[1] + t.face_box[3]) / 2
+        half = side * 0.85
+        got = self._patch(luma, np.array([cx - half, cy - half, cx + half, cy + half]), scale)
+        if got is None or t.template is None:
+            return None
+        region, rx, ry, scale = got
+        th, tw = t.template.shape
+        if region.shape[0] <= th or region.shape[1] <= tw:
+            return None
+        res = cv2.matchTemplate(region, t.template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (mx, my) = cv2.minMaxLoc(res)
+        if best < MATCH_MIN:
+            return None
+        x1, y1 = rx + mx / scale, ry + my / scale
+        box = np.array([x1, y1, x1 + (t.face_box[2] - t.face_box[0]), y1 + (t.face_box[3] - t.face_box[1])], np.float32)
+        return Detection(box, t.det_conf * float(best))
+
+    def _update(self, t: _Track, i: int, box, mouth, conf: float, height: int, luma: np.ndarray | None) -> None:
+        """Record a measurement; ``luma`` is given when it came from the detector (new template)."""
         t.face_box, t.mouth_box, t.conf = box, mouth, float(conf)
         t.last_key, t.misses = i, 0
-        t.detections += 1
+        t.seen += 1
+        if luma is not None:
+            t.detections += 1
+            t.last_detect, t.det_conf = i, float(conf)
+            side = float(max(box[2] - box[0], box[3] - box[1]))
+            got = self._patch(luma, box, TEMPLATE_PX / side)
+            t.template = got[0] if got is not None else None
         h = float(box[3] - box[1]) / height
         t.height_sum += h
         t.score += conf * h
@@ -303,11 +361,11 @@ class FaceTracker:
             for k in range(len(frames)):
                 i = first + k
                 pending.append((i, frames[k]))
-                if (i - start) % self.detect_every != 0 and i != stop - 1:
+                if (i - start) % self.track_every != 0 and i != stop - 1:
                     continue
                 luma = i420_planes(frames[k], w, h)[0]
                 image = cv2.cvtColor(frames[k], cv2.COLOR_YUV2RGB_I420) if wants_rgb else luma
-                self._keyframe(i, image, tracks, next_id)
+                self._keyframe(i, image, luma, tracks, next_id)
                 for j, frame in pending:
                     best = None
                     for t in tracks:
