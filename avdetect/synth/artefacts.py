@@ -37,7 +37,7 @@ def sample_visual_artefact(rng: np.random.Generator, variant: str, strength: flo
     return VisualArtefact(
         style=style,
         strength=s,
-        blur=float((0.6 + 2.2 * s) * (1.5 if style == "smooth" else 1.0)),
+        blur=float((0.4 + 1.2 * s) * (1.3 if style == "smooth" else 1.0)),
         colour=tuple(float(c) * (1.8 if style == "colour" else 1.0) for c in col),
         gain=float(1 + rng.choice([-1, 1]) * 0.08 * s),
         feather=float(rng.uniform(1.0, 3.0) if style == "blend" else rng.uniform(2.0, 5.0)),

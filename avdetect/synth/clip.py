@@ -173,9 +173,13 @@ def detectable_identity(identity_seed: int, size: int, variant: str, tries: int 
         ok = True
         for op, closure, pose, gain in ((0.0, 0.0, (-6, -4, -6, 0.95), 0.85), (1.0, 1.0, (6, 4, 6, 1.05), 1.1), (0.5, 0.0, (0, 0, 0, 1.0), 1.0)):
             img = np.clip(r.composite(r.face_layer(op, 1.0, closure), pose, gain), 0, 255).astype(np.uint8)
-            det = casc.detectMultiScale(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), 1.1, 5, minSize=(size // 6, size // 6))
-            if len(det) == 0:
-                ok = False
+            gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+            # plain and histogram-equalised (as avdetect.faces' opencv backend searches)
+            for g in (gray, cv2.equalizeHist(gray)):
+                if len(casc.detectMultiScale(g, 1.1, 5, minSize=(size // 6, size // 6))) == 0:
+                    ok = False
+                    break
+            if not ok:
                 break
         if ok:
             return ident, light, bg_seed
