@@ -33,7 +33,7 @@ class VisualArtefact:
 def sample_visual_artefact(rng: np.random.Generator, variant: str, strength: float) -> VisualArtefact:
     style = str(rng.choice(VISUAL_STYLES["holdout" if variant == "holdout" else "default"]))
     s = strength
-    col = rng.uniform(-1, 1, 3) * 18 * s
+    col = rng.uniform(-1, 1, 3) * 8 * s
     return VisualArtefact(
         style=style,
         strength=s,

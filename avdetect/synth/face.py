@@ -265,7 +265,7 @@ class FaceRenderer:
         roi = face[y0:y1, x0:x1]
         mx, my = i.cx - x0, i.cy + i.mouth_y - y0
         mw = i.mouth_w * width
-        gap = opening * i.face_ry * 0.17
+        gap = opening * i.face_ry * 0.22
         lip_t = max(1.5, i.face_ry * 0.035)
         c = (int(round(mx * 4)), int(round(my * 4)))  # 2 bits of sub-pixel precision
         sh = 2
