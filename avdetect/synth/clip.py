@@ -22,7 +22,8 @@ from avdetect.errors import ConfigError, SynthError
 from avdetect.synth import artefacts as art_mod
 from avdetect.synth.face import FaceRenderer, Identity, sample_identity
 from avdetect.synth.speech import Voice, mouth_per_frame, plan_utterance, sample_voice, synthesize
-from avdetect.timegrid import FPS, SAMPLE_RATE, frame_to_sample, frames_to_seconds, seconds_to_frames_round
+from avdetect.timegrid import (FPS, SAMPLE_RATE, frame_to_sample, frames_to_seconds, n_frames_for_duration,
+                               n_samples_for_duration, samples_to_seconds, seconds_to_frame, seconds_to_frames_round)
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class RenderedClip:
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB
     audio: np.ndarray  # (n_samples,) float32 mono 16 kHz
     truth: ClipTruth
-    mouth_box: tuple[int, int, int, int]  # face-space box; see FaceRenderer.mouth_box
+    mouth_box: tuple[int, int, int, int]  # lower-face box (face space) where visual forgeries act
+    crf: int = 23  # x264 quality drawn for this clip (compression varies across clips)
 
 
 def _rng(seed: int, purpose: int, *extra: int) -> np.random.Generator:
@@ -187,7 +189,7 @@ def detectable_identity(identity_seed: int, size: int, variant: str, tries: int 
 
 
 def _smooth_walk(rng: np.random.Generator, n: int, amp: float, n_waves: int = 3) -> np.ndarray:
-    t = np.arange(n) / FPS
+    t = frames_to_seconds(np.arange(n))
     out = np.zeros(n)
     for _ in range(n_waves):
         out += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.05, 0.6) * t + rng.uniform(0, 2 * np.pi))
@@ -196,7 +198,7 @@ def _smooth_walk(rng: np.random.Generator, n: int, amp: float, n_waves: int = 3)
 
 def _plan_segments(rng: np.random.Generator, words: list[tuple[float, float]], duration: float, n_seg: int) -> list[tuple[int, int]]:
     """Pick 1-3 non-overlapping spans of whole words, 0.2-3 s, as frame ranges [f0, f1)."""
-    n_frames = int(round(duration * FPS))
+    n_frames = n_frames_for_duration(duration)
     chosen: list[tuple[int, int]] = []
     for _ in range(40):
         if len(chosen) >= n_seg:
@@ -229,7 +231,7 @@ def render(spec: ClipSpec) -> RenderedClip:
     man = spec.manipulation
     seed = spec.seed
     id_seed = spec.identity_seed if spec.identity_seed is not None else seed
-    n_frames = int(round(spec.duration * FPS))
+    n_frames = n_frames_for_duration(spec.duration)
     duration = frames_to_seconds(n_frames)
     n_samples = frame_to_sample(n_frames)
 
@@ -253,7 +255,7 @@ def render(spec: ClipSpec) -> RenderedClip:
     closure = np.zeros(n_frames)
     t = float(rm.uniform(0.3, 2.5))
     while t < duration:
-        f = int(t * FPS)
+        f = seconds_to_frame(t)
         for k, c in enumerate((0.5, 1.0, 1.0, 0.6, 0.2)):
             if f + k < n_frames:
                 closure[f + k] = c
@@ -275,7 +277,7 @@ def render(spec: ClipSpec) -> RenderedClip:
             spans = [(seconds_to_frames_round(a), seconds_to_frames_round(b)) for a, b in man.segments]
             for a, b in spans:
                 if not 0 <= a < b <= n_frames:
-                    raise ConfigError(f"segment [{a / FPS}, {b / FPS}] s is outside the clip (0-{duration} s)")
+                    raise ConfigError(f"segment [{frames_to_seconds(a)}, {frames_to_seconds(b)}] s is outside the clip (0-{duration} s)")
         elif man.scope == "clip":
             spans = [(0, n_frames)]
         else:
@@ -296,8 +298,8 @@ def render(spec: ClipSpec) -> RenderedClip:
         fake_audio = audio.copy()
         if man.kind == "offset":
             off = man.offset if man.offset is not None else float(rf.choice([-1, 1]) * rf.uniform(0.2, 0.8))
-            d = int(round(off * SAMPLE_RATE))
-            offset_s = d / SAMPLE_RATE
+            d = n_samples_for_duration(abs(off)) * (1 if off >= 0 else -1)
+            offset_s = samples_to_seconds(d)
             shifted = np.zeros_like(audio)
             if d >= 0:
                 shifted[d:] = audio[:n_samples - d]
@@ -306,7 +308,7 @@ def render(spec: ClipSpec) -> RenderedClip:
             for a, b in aud_spans:
                 fake_audio[frame_to_sample(a):frame_to_sample(b)] = shifted[frame_to_sample(a):frame_to_sample(b)]
         for k, (a, b) in enumerate(spans):
-            seg_dur = (b - a) / FPS
+            seg_dur = frames_to_seconds(b - a)
             s0, s1 = frame_to_sample(a), frame_to_sample(b)
             new_voice: Voice | None = None
             if man.kind == "visual" or (man.kind in ("audio", "both") and audio_method != "vocoder"):
@@ -362,7 +364,7 @@ def render(spec: ClipSpec) -> RenderedClip:
     audio = np.clip(audio, -1, 1).astype(np.float32)
 
     def secs(spans):
-        return [[round(a / FPS, 4), round(b / FPS, 4)] for a, b in spans]
+        return [[round(frames_to_seconds(a), 4), round(frames_to_seconds(b), 4)] for a, b in spans]
 
     all_spans = sorted(set(vis_spans) | set(aud_spans))
     truth = ClipTruth(
@@ -374,12 +376,15 @@ def render(spec: ClipSpec) -> RenderedClip:
         identity_id=ident.identity_id, voice_id=voice.voice_id, variant=spec.variant,
         words=[[round(a, 4), round(b, 4)] for a, b in utt.words],
     )
-    truth.__dict__["_crf"] = crf
-    return RenderedClip(frames=frames, audio=audio, truth=truth, mouth_box=mbox)
+    return RenderedClip(frames=frames, audio=audio, truth=truth, mouth_box=mbox, crf=crf)
 
 
-def encode(clip: RenderedClip, path: str | Path, crf: int = 23) -> None:
-    """Write an mp4 (H.264 25 fps yuv420p, AAC 16 kHz mono) deterministically (one x264 thread)."""
+def encode(clip: RenderedClip, path: str | Path, crf: int | None = None) -> None:
+    """Write an mp4 (H.264 25 fps yuv420p, AAC 16 kHz mono) deterministically (one x264 thread).
+
+    ``crf`` defaults to the clip's own drawn quality.
+    """
+    crf = clip.crf if crf is None else crf
     import imageio_ffmpeg
 
     path = Path(path)
@@ -406,6 +411,6 @@ def encode(clip: RenderedClip, path: str | Path, crf: int = 23) -> None:
 def render_clip(path: str | Path, spec: ClipSpec) -> ClipTruth:
     """Render ``spec`` and write it to ``path`` (mp4). Returns the clip's ground truth."""
     clip = render(spec)
-    encode(clip, path, crf=clip.truth.__dict__.pop("_crf"))
+    encode(clip, path)
     logger.debug("wrote %s (%s)", path, clip.truth.modify_type)
     return clip.truth

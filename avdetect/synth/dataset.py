@@ -27,6 +27,7 @@ import numpy as np
 
 from avdetect.errors import ConfigError
 from avdetect.synth.clip import VARIANTS, ClipSpec, ClipTruth, Manipulation, render_clip
+from avdetect.timegrid import frames_to_seconds, n_frames_for_duration
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def plan(cfg: SynthConfig) -> list[tuple[str, ClipSpec]]:
             scope = "clip" if rng.random() < cfg.clip_share else "segments"
             man = Manipulation(kind=kind, scope=scope, strength=float(rng.uniform(lo, hi)))
         dur = float(rng.uniform(cfg.min_duration, cfg.max_duration)) if cfg.max_duration > cfg.min_duration else cfg.min_duration
-        spec = ClipSpec(seed=clip_seed, duration=round(dur * 25) / 25, size=cfg.size, variant=cfg.variant,
+        spec = ClipSpec(seed=clip_seed, duration=frames_to_seconds(n_frames_for_duration(dur)), size=cfg.size, variant=cfg.variant,
                         identity_seed=id_seed, manipulation=man)
         out.append((f"{split}/{index:06d}.mp4", spec))
     return out
@@ -194,16 +195,11 @@ def generate(out_dir: str | Path, n: int = 100, seed: int = 0, *, workers: int =
     summary = {
         "out_dir": str(out), "n": len(items),
         "splits": {s: len(av1m[s]) for s in SPLITS},
-        "modify_type": {k: sum(1 for e in lavdf_av1m(av1m) if e["modify_type"] == k)
+        "modify_type": {k: sum(1 for s in SPLITS for e in av1m[s] if e["modify_type"] == k)
                         for k in ("real", "visual_modified", "audio_modified", "both_modified")},
     }
     logger.info("generated %d clips in %s", len(items), out)
     return summary
-
-
-def lavdf_av1m(av1m: dict[str, list[dict]]):
-    for split in SPLITS:
-        yield from av1m[split]
 
 
 def _write_json(path: Path, obj) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from avdetect.timegrid import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 HOP = 64  # control-track hop (4 ms at 16 kHz); 10 hops per video frame
 N_FFT = 512
@@ -331,4 +331,4 @@ def mouth_per_frame(tr: Tracks, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = ["Voice", "Utterance", "Phone", "Tracks", "sample_voice", "plan_utterance", "control_tracks",
-           "synthesize", "mouth_per_frame", "stft", "istft", "FPS"]
+           "synthesize", "mouth_per_frame", "stft", "istft"]
