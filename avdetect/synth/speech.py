@@ -201,7 +201,7 @@ def control_tracks(utt: Utterance, voice: Voice, rng: np.random.Generator) -> Tr
         if ph.symbol in VOWELS:
             F1, F2, F3, o, w = VOWELS[ph.symbol]
             f1[s], f2[s], f3[s] = F1, F2, F3
-            voiced[s] = 1.0
+            voiced[s] = 0.55 + 0.45 * o  # open vowels are intrinsically louder
             op[s], wd[s] = o, w
             continue
         kind, is_voiced, nlo, nhi, o, w, F1, F2 = CONSONANTS[ph.symbol]
@@ -210,18 +210,18 @@ def control_tracks(utt: Utterance, voice: Voice, rng: np.random.Generator) -> Tr
         if kind == "stop":
             m = b - a
             closure = a + int(m * 0.6)
-            voiced[a:closure] = 0.25 if is_voiced else 0.0
-            noise[closure:b] = 0.8  # release burst
+            voiced[a:closure] = 0.12 if is_voiced else 0.0  # voice bar during the closure
+            noise[closure:b] = 0.5  # release burst
             lo[s], hi[s] = nlo, nhi
             op[closure:b] = max(o, 0.15)
         elif kind == "fric":
-            noise[s] = 0.7 if ph.symbol in ("s", "z", "sh") else 0.35
-            voiced[s] = 0.35 if is_voiced else 0.0
+            noise[s] = 0.45 if ph.symbol in ("s", "z", "sh") else 0.2
+            voiced[s] = 0.15 if is_voiced else 0.0
             lo[s], hi[s] = nlo, nhi
         elif kind == "nasal":
-            voiced[s] = 0.45
+            voiced[s] = 0.2
         else:
-            voiced[s] = 0.7
+            voiced[s] = 0.4
     sc = voice.formant_scale
     formants = np.stack([f1 * sc, f2 * sc, f3 * sc, np.full(n, 3500.0 * sc)], axis=1)
     formants = _smooth(formants, 5)  # ~20 ms glides
@@ -314,7 +314,13 @@ def synthesize(utt: Utterance, voice: Voice, rng: np.random.Generator, tracks: T
     lo = _track_at(tr.noise_lo, nf)[:, None]
     hi = _track_at(tr.noise_hi, nf)[:, None]
     band = 1 / (1 + np.exp(-(freqs - lo) / 200.0)) / (1 + np.exp((freqs - hi) / 400.0))
-    y = _istft(S_v * env + S_n * band * 0.05, n)
+    # loudness follows the phone's voicing amplitude, not where the formants happen to sit
+    # relative to the strong low harmonics (otherwise close vowels would come out loudest)
+    V = S_v * env
+    ratio = np.sqrt((np.abs(V) ** 2).mean(1) + 1e-12) / np.sqrt((np.abs(S_v) ** 2).mean(1) + 1e-12)
+    ratio = _smooth(ratio, 2)
+    V /= ratio[:, None] / np.median(ratio)
+    y = _istft(V + S_n * band * 0.02, n)
     peak = np.max(np.abs(y)) if n else 0.0
     if peak > 0:
         y = y * (0.5 / peak)
