@@ -250,3 +250,11 @@ def test_mouth_follows_speech_and_forgery_breaks_it():
         fake_c.append(np.corrcoef(_mouth_dark_area(f.frames, f.mouth_box), e)[0, 1])
     assert np.mean(real_c) > 0.3, real_c
     assert np.mean(real_c) - np.mean(fake_c) > 0.15, (real_c, fake_c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["default", "holdout"])
+def test_face_coverage_many_clips(tmp_path, variant):
+    generate(tmp_path, n=24, seed=101, workers=2, variant=variant, min_duration=3.0, max_duration=3.0)
+    covs = [face_coverage(tmp_path / e["file"]) for e in json.loads((tmp_path / "metadata.json").read_text())]
+    assert min(covs) >= 0.95, covs

@@ -57,6 +57,8 @@ class SynthConfig:
     kinds: tuple[str, ...] = field(default_factory=lambda: FAKE_KINDS)
 
     def validate(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.n < 1:
             raise ConfigError(f"n must be >= 1, got {self.n}")
         if len(self.splits) != 3 or any(f < 0 for f in self.splits) or not math.isclose(sum(self.splits), 1.0, abs_tol=1e-6):
