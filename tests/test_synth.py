@@ -214,6 +214,8 @@ def test_bad_arguments_raise_typed_errors(tmp_path):
     with pytest.raises(ConfigError):
         render(ClipSpec(seed=1, duration=2.0, manipulation=Manipulation(kind="audio", segments=[(1.5, 2.5)])))
     with pytest.raises(ConfigError):
+        render(ClipSpec(seed=1, duration=3.0, manipulation=Manipulation(kind="visual", segments=[(0.4, 1.2), (1.0, 2.0)])))
+    with pytest.raises(ConfigError):
         generate(tmp_path, n=2, splits=(0.5, 0.6, 0.1))
     with pytest.raises(ConfigError):
         render(ClipSpec(seed=1, size=250))

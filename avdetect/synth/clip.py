@@ -275,9 +275,12 @@ def render(spec: ClipSpec) -> RenderedClip:
     if man.kind != "real":
         if man.segments is not None:
             spans = [(seconds_to_frames_round(a), seconds_to_frames_round(b)) for a, b in man.segments]
-            for a, b in spans:
+            spans = sorted(spans)
+            for k, (a, b) in enumerate(spans):
                 if not 0 <= a < b <= n_frames:
-                    raise ConfigError(f"segment [{frames_to_seconds(a)}, {frames_to_seconds(b)}] s is outside the clip (0-{duration} s)")
+                    raise ConfigError(f"segment [{frames_to_seconds(a)}, {frames_to_seconds(b)}] s is empty or outside the clip (0-{duration} s)")
+                if k and a < spans[k - 1][1]:
+                    raise ConfigError(f"segments overlap at {frames_to_seconds(a)} s")
         elif man.scope == "clip":
             spans = [(0, n_frames)]
         else:
