@@ -260,3 +260,17 @@ def test_face_coverage_many_clips(tmp_path, variant):
     generate(tmp_path, n=24, seed=101, workers=2, variant=variant, min_duration=3.0, max_duration=3.0)
     covs = [face_coverage(tmp_path / e["file"]) for e in json.loads((tmp_path / "metadata.json").read_text())]
     assert min(covs) >= 0.95, covs
+
+
+def test_cli_synth_writes_a_benchmark(tmp_path, capsys):
+    from avdetect.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["-q", "synth", "--out", str(out), "--n", "2", "--seed", "4", "--duration", "1.2",
+                 "--workers", "1", "--variant", "holdout", "--difficulty", "hard"]) == 0
+    assert "wrote 2 clips" in capsys.readouterr().out
+    meta = json.loads((out / "metadata.json").read_text())
+    assert len(meta) == 2 and all((out / e["file"]).is_file() for e in meta)
+    info = json.loads((out / "synth_info.json").read_text())
+    assert info["config"]["variant"] == "holdout" and info["config"]["difficulty"] == "hard"
+    assert all(c["strength"] <= 0.45 for c in info["clips"])
