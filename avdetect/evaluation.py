@@ -66,18 +66,25 @@ class Metadata:
 
 # ---------------------------------------------------------------------------------------
 # low-level readers
-def _read_json(path: str | Path):
+def _read_text(path: str | Path) -> str:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFormatError("file not found", p) from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataFormatError(f"cannot read: {err}", p) from None
+
+
+def _parse_json(text: str, path: str | Path):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataFormatError(f"not valid JSON: {err}", p) from None
+        raise DataFormatError(f"not valid JSON: {err}", path) from None
+
+
+def _read_json(path: str | Path):
+    return _parse_json(_read_text(path), path)
 
 
 def _number(x, path, where: str) -> float:
@@ -115,6 +122,18 @@ def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
         where = f"entry {name!r}"
         if not isinstance(rows, list):
             raise DataFormatError(f"{where}: expected a list of [confidence, start, end], got {type(rows).__name__}", path)
+        # Fast path: a well-formed entry converts to an (n, 3) numeric array in one call.
+        try:
+            fast = np.array(rows) if rows else np.zeros((0, 3))
+        except ValueError:  # ragged rows
+            fast = None
+        if (
+            fast is not None and fast.ndim == 2 and fast.shape[1] == 3 and fast.dtype.kind in "if"
+            and np.isfinite(fast).all() and (fast[:, 1] <= fast[:, 2]).all()
+        ):
+            out[str(name)] = fast.astype(np.float64, copy=False)
+            continue
+        # Slow path: find the offending proposal and say what is wrong with it.
         arr = np.zeros((len(rows), 3))
         for i, row in enumerate(rows):
             w = f"{where} proposal {i}"
