@@ -41,7 +41,9 @@ most ``max_proposals``. Edges are clipped to the track and converted to seconds.
 Long videos are processed by the models in overlapping windows; :class:`TrackStitcher` merges
 the windows' score tracks into one track for the whole video (a weighted average that trusts
 each window least at its edges) before proposals are made, so a segment that crosses a
-window boundary is proposed once, whole; memory stays at a few floats per frame.
+window boundary is proposed once, whole; memory stays at a few floats per frame. When only
+per-window proposal lists exist, :func:`merge_window_proposals` shifts them to video time and
+runs soft-NMS over the pool.
 """
 from __future__ import annotations
 
@@ -422,3 +424,20 @@ def propose_windows(
         stitcher.add(offset, track)
     return propose(stitcher.result(), config)
 
+
+
+def merge_window_proposals(
+    windows: list[tuple[float, np.ndarray]], config: ProposalConfig | None = None
+) -> np.ndarray:
+    """Merge proposal lists made per window when the score tracks are no longer available.
+
+    ``windows`` holds ``(offset_s, proposals)`` with proposals ``[confidence, start_s, end_s]``
+    relative to the window's start. They are shifted to video time, pooled, and soft-NMS runs
+    once more over the pool, so that a segment seen by two overlapping windows is reported once
+    with the better score, and the cap applies to the whole video. Prefer stitching the tracks
+    (:func:`propose_windows`): a segment cut by a window edge is then proposed whole.
+    """
+    cfg = config or ProposalConfig()
+    pooled = [np.asarray(p, dtype=np.float64).reshape(-1, 3) + np.array([0.0, off, off]) for off, p in windows]
+    allp = np.concatenate(pooled) if pooled else np.zeros((0, 3))
+    return soft_nms(allp, cfg.nms, cfg.sigma, cfg.iou_threshold, cfg.min_score, cfg.max_proposals)

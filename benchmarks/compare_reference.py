@@ -81,6 +81,8 @@ def make_case(rng: np.random.Generator, n_videos: int) -> tuple[list[dict], dict
                 conf = 0.7 * rng.random()
             if pe < ps:
                 ps, pe = pe, ps
+            if rng.random() < 0.02:  # a few zero-length proposals
+                pe = ps
             # confidences rounded to 3 decimals: many ties, all distinct values stay distinct in float32
             props.append([round(float(conf), 3), float(ps), float(pe)])
         if rng.random() < 0.5:  # usually sorted by confidence, sometimes not (order given matters)

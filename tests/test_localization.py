@@ -13,6 +13,7 @@ from avdetect.localization import (
     candidates,
     find_peaks,
     fuse_tracks,
+    merge_window_proposals,
     propose,
     propose_modalities,
     propose_windows,
@@ -242,3 +243,13 @@ def test_stitcher_rejects_gaps_and_out_of_range():
         st_.result()
     with pytest.raises(ValueError, match="outside"):
         st_.add(8, ScoreTrack(np.zeros(4)))
+
+
+def test_merge_window_proposals_dedups_overlap_and_caps():
+    # The same segment [10 s, 12 s] seen by a window at 0 s and one at 8 s (relative [2, 4]).
+    w1 = np.array([[0.9, 10.0, 12.0], [0.3, 1.0, 2.0]])
+    w2 = np.array([[0.8, 2.0, 4.0], [0.6, 15.0, 16.0]])
+    out = merge_window_proposals([(0.0, w1), (8.0, w2)], ProposalConfig(nms="hard", iou_threshold=0.5))
+    np.testing.assert_allclose(out, [[0.9, 10, 12], [0.6, 23, 24], [0.3, 1, 2]])
+    capped = merge_window_proposals([(0.0, w1), (8.0, w2)], ProposalConfig(max_proposals=1))
+    assert capped.shape == (1, 3)
