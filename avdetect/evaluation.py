@@ -276,8 +276,9 @@ def read_metadata(path: str | Path, target: str = "fake") -> Metadata:
             )
         else:
             key = AV1M_TARGETS[target]
-            if key not in entry:
-                raise DataFormatError(f"{where}: missing {key!r}", p)
+            for k in {key, "fake_segments"}:
+                if k not in entry:
+                    raise DataFormatError(f"{where}: missing {k!r}", p)
             segs = _segments(entry[key], p, f"{where} {key}")
             fake = _segments(entry["fake_segments"], p, f"{where} fake_segments") if key != "fake_segments" else segs
             mtype = entry.get("modify_type")

@@ -90,7 +90,6 @@ class _Packed:
 
     conf: np.ndarray  # (P,) float32, confidences in file order, videos concatenated
     p_rank: np.ndarray  # (P,) int64, index of the proposal within its video
-    g_video_has_props: np.ndarray  # (G,) bool, the segment's video has >= 1 proposal
     n_gt: int
     pair_gt: np.ndarray  # (K,) int64, global ground-truth index of a kept pair
     pair_prop: np.ndarray  # (K,) int64, global proposal index of a kept pair
@@ -165,7 +164,6 @@ def _pack(proposals: Sequence, ground_truth: Sequence, min_iou: float, chunk_pai
     return _Packed(
         conf=conf,
         p_rank=p_rank,
-        g_video_has_props=(per_gt > 0),
         n_gt=n_gt,
         pair_gt=pair_gt,
         pair_prop=cat(kept_prop, np.int64),

@@ -156,6 +156,9 @@ def test_bad_metadata_and_scores(tmp_path, capsys):
     m.write_text(json.dumps([_lavdf_entry("a.mp4", [[5.0, 1.0]])]))
     with pytest.raises(DataFormatError, match=r"entry 0 \('a.mp4'\) fake_periods segment 0: start 5.0 > end 1.0"):
         read_metadata(m)
+    m.write_text(json.dumps([_av1m_entry("x.mp4", []), {"file": "y.mp4", "visual_fake_segments": []}]))
+    with pytest.raises(DataFormatError, match=r"entry 1 \('y.mp4'\): missing 'fake_segments'"):
+        read_metadata(m, target="visual")
     m.write_text(json.dumps([{"file": "a.mp4", "labels": []}]))
     with pytest.raises(DataFormatError, match="neither 'fake_periods'"):
         read_metadata(m)
