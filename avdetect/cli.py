@@ -56,6 +56,41 @@ def _run_probe(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# evaluate
+def _args_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata", required=True, metavar="M",
+                   help="ground truth: LAV-DF metadata.json, AV-Deepfake1M {split}_metadata.json or FakeAVCeleb meta_data.csv")
+    p.add_argument("--predictions", metavar="P.json", help="localisation predictions {file: [[confidence, start_s, end_s], ...]}")
+    p.add_argument("--scores", metavar="S.txt", help="detection scores, lines 'file;score'")
+    p.add_argument("--protocol", choices=["lavdf", "av1m"], help="thresholds and N to report (default: from the metadata)")
+    p.add_argument("--split", help="evaluate only the metadata entries of this split (e.g. test)")
+    p.add_argument("--subset", default="full", choices=["full", "visual_only", "audio_only"],
+                   help="LAV-DF evaluation subset (drops audio-only resp. visual-only fakes, as LAV-DF's evaluate.py)")
+    p.add_argument("--target", default="fake", choices=["fake", "visual", "audio"],
+                   help="AV-Deepfake1M: score against fake_segments, visual_fake_segments or audio_fake_segments")
+    p.add_argument("--threshold", type=float, default=0.5, help="score at or above which a video counts as fake (accuracy)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _run_evaluate(args) -> int:
+    from avdetect.evaluation import evaluate_files, format_table
+    from avdetect.metrics import summarise
+
+    if args.predictions is None and args.scores is None:
+        print("avdetect evaluate: error: give --predictions and/or --scores", file=sys.stderr)
+        return EXIT_USER
+    result = evaluate_files(
+        args.metadata, predictions_path=args.predictions, scores_path=args.scores, protocol=args.protocol,
+        split=args.split, subset=args.subset, target=args.target, threshold=args.threshold,
+    )
+    if args.json:
+        _print_json(summarise(result))
+    else:
+        print(format_table(result))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 # synth
 def _args_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
@@ -109,6 +144,7 @@ def _run_synth(args) -> int:
 # ---------------------------------------------------------------------------------------
 COMMANDS = {
     "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
+    "evaluate": (_args_evaluate, _run_evaluate, "score predictions with the LAV-DF / AV-Deepfake1M protocols"),
     "synth": (_args_synth, _run_synth, "generate a synthetic audio-visual deepfake benchmark"),
 }
 

@@ -8,7 +8,7 @@ import pytest
 from avdetect import load_media
 from avdetect.errors import FaceBackendError, MissingWeightsError
 from avdetect.faces import FACE_SIZE, MOUTH_SIZE, FaceTracker, get_backend, track_faces
-from avdetect.faces.crops import crop, crops_from_i420, mouth_box_from_landmarks
+from avdetect.faces.crops import crop, crop_i420, mouth_box_from_landmarks
 from conftest import SAMPLES_DIR, run_ffmpeg, sample_clips
 
 CLIPS = sample_clips()
@@ -117,12 +117,24 @@ def test_crop_from_i420_matches_rgb_crop():
     i420 = cv2.cvtColor(base, cv2.COLOR_RGB2YUV_I420)
     rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
     box = np.array([30.5, 20.2, 95.0, 84.7], np.float32)
-    (got,) = crops_from_i420(i420, 160, 120, [box], [MOUTH_SIZE])
-    want = crop(rgb, box, MOUTH_SIZE)
-    assert np.abs(got.astype(int) - want.astype(int)).mean() < 3.0
+    got = crop_i420(i420, 160, 120, box, MOUTH_SIZE).astype(float)
+    want = crop(rgb, box, MOUTH_SIZE).astype(float)
+    # the two differ only in how 4:2:0 chroma is upsampled (strong on this colour-noise image)
+    assert np.abs(got - want).mean() < 8.0
+    assert np.corrcoef(got.mean(-1).ravel(), want.mean(-1).ravel())[0, 1] > 0.98
     # a box partly outside the frame is padded with black, not an error
-    (edge,) = crops_from_i420(i420, 160, 120, [np.array([-40, -40, 40, 40], np.float32)], [32])
-    assert edge.shape == (32, 32, 3) and (edge[:8, :8] == 0).all()
+    edge = crop_i420(i420, 160, 120, np.array([-40, -40, 40, 40], np.float32), 32)
+    assert edge.shape == (32, 32, 3) and (edge[:14, :14] < 3).all() and edge[20:, 20:].mean() > 5
+
+
+def test_downscaled_crops_are_not_aliased():
+    """A fine stripe pattern shrunk 6x must average to grey, not alias into coarse stripes."""
+    stripes = np.zeros((600, 600, 3), np.uint8)
+    stripes[:, ::2] = 255
+    i420 = cv2.cvtColor(stripes, cv2.COLOR_RGB2YUV_I420)
+    out = crop_i420(i420, 600, 600, np.array([0, 0, 576, 576], np.float32), MOUTH_SIZE)
+    assert out.std() < 8  # aliasing would leave stripes with std ~ 100
+    assert abs(float(out.mean()) - 127) < 20
 
 
 def test_mouth_box_from_landmarks():

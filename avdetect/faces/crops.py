@@ -52,17 +52,41 @@ def mouth_box_from_landmarks(points: np.ndarray) -> np.ndarray:
     return square_box(float(cx), float(cy), float(width) * MOUTH_LANDMARK_SCALE)
 
 
-def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """Crop ``box`` from ``frame`` and resize to ``size x size``; outside the frame is black.
+def _placement(box: np.ndarray, width: int, height: int, size: int, align: int = 1):
+    """Integer source region of ``box`` inside the frame, and where it lands in a size x size crop.
 
-    Uses one affine warp (no intermediate copies), so it costs the same for any frame size.
+    Returns ((x1, y1, x2, y2) in the frame, (u1, v1, u2, v2) in the crop) or None if the box
+    does not overlap the frame. Parts of the box outside the frame stay black in the crop.
+    With ``align=2`` all corners are even, so that 4:2:0 chroma regions are exactly half.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
-    sx = size / max(x2 - x1, 1e-3)
-    sy = size / max(y2 - y1, 1e-3)
-    m = np.array([[sx, 0.0, -x1 * sx], [0.0, sy, -y1 * sy]], dtype=np.float64)
-    interp = cv2.INTER_AREA if sx < 1.0 else cv2.INTER_LINEAR
-    return cv2.warpAffine(frame, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = align
+    bx1, by1 = int(np.floor(box[0] / a)) * a, int(np.floor(box[1] / a)) * a
+    bx2, by2 = max(bx1 + a, int(np.ceil(box[2] / a)) * a), max(by1 + a, int(np.ceil(box[3] / a)) * a)
+    x1, y1, x2, y2 = max(0, bx1), max(0, by1), min(width, bx2), min(height, by2)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    sx, sy = size / (bx2 - bx1), size / (by2 - by1)
+    u1, v1 = int(round((x1 - bx1) * sx / a)) * a, int(round((y1 - by1) * sy / a)) * a
+    u2, v2 = int(round((x2 - bx1) * sx / a)) * a, int(round((y2 - by1) * sy / a)) * a
+    if u2 <= u1 or v2 <= v1:
+        return None
+    return (x1, y1, x2, y2), (u1, v1, u2, v2)
+
+
+def _resize(region: np.ndarray, w: int, h: int) -> np.ndarray:
+    # area averaging when shrinking (no aliasing of fine texture), bilinear when enlarging
+    interp = cv2.INTER_AREA if w < region.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(region, (w, h), interpolation=interp)
+
+
+def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``box`` from an RGB ``frame`` and resize to ``size x size``; outside the frame is black."""
+    out = np.zeros((size, size, 3), np.uint8)
+    place = _placement(box, frame.shape[1], frame.shape[0], size)
+    if place is not None:
+        (x1, y1, x2, y2), (u1, v1, u2, v2) = place
+        out[v1:v2, u1:u2] = _resize(frame[y1:y2, x1:x2], u2 - u1, v2 - v1)
+    return out
 
 
 def i420_planes(frame: np.ndarray, width: int, height: int):
@@ -76,29 +100,22 @@ def i420_planes(frame: np.ndarray, width: int, height: int):
     )
 
 
-def i420_region_to_rgb(frame: np.ndarray, width: int, height: int, box: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """RGB pixels of the part of an I420 frame that ``box`` covers (clipped, even-aligned).
+def crop_i420(frame: np.ndarray, width: int, height: int, box: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``box`` from an I420 frame into a ``size x size`` RGB crop (size even).
 
-    Returns (rgb (h, w, 3), x0, y0): the region and its top-left corner in frame pixels. Only
-    this region is colour-converted, which is what makes cropping from I420 cheap.
+    Each plane's region is area-resized straight to the crop's resolution and only the small
+    crop is colour-converted: correct anti-aliasing, and cost independent of the frame size.
+    Outside the frame is black.
     """
-    x0 = max(0, int(np.floor(box[0])) & ~1)
-    y0 = max(0, int(np.floor(box[1])) & ~1)
-    x1 = min(width, (int(np.ceil(box[2])) + 1) & ~1)
-    y1 = min(height, (int(np.ceil(box[3])) + 1) & ~1)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return np.zeros((2, 2, 3), np.uint8), x0, y0
-    y, u, v = i420_planes(frame, width, height)
-    sub = np.concatenate([
-        y[y0:y1, x0:x1].ravel(), u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].ravel(), v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2].ravel(),
-    ]).reshape((y1 - y0) * 3 // 2, x1 - x0)
-    return cv2.cvtColor(sub, cv2.COLOR_YUV2RGB_I420), x0, y0
-
-
-def crops_from_i420(frame: np.ndarray, width: int, height: int, boxes: list[np.ndarray], sizes: list[int]) -> list[np.ndarray]:
-    """Several square crops from one I420 frame, converting only the region that holds them all."""
-    allb = np.stack(boxes)
-    union = np.array([allb[:, 0].min(), allb[:, 1].min(), allb[:, 2].max(), allb[:, 3].max()], dtype=np.float32)
-    rgb, x0, y0 = i420_region_to_rgb(frame, width, height, union)
-    shift = np.array([x0, y0, x0, y0], dtype=np.float32)
-    return [crop(rgb, b - shift, s) for b, s in zip(boxes, sizes)]
+    y_plane, u_plane, v_plane = i420_planes(frame, width, height)
+    yc = np.full((size, size), 16, np.uint8)  # limited-range black
+    uc = np.full((size // 2, size // 2), 128, np.uint8)
+    vc = np.full((size // 2, size // 2), 128, np.uint8)
+    place = _placement(box, width, height, size, align=2)
+    if place is not None:
+        (x1, y1, x2, y2), (u1, v1, u2, v2) = place  # all even: chroma is exactly half of each
+        yc[v1:v2, u1:u2] = _resize(y_plane[y1:y2, x1:x2], u2 - u1, v2 - v1)
+        for src, dst in ((u_plane, uc), (v_plane, vc)):
+            dst[v1 // 2 : v2 // 2, u1 // 2 : u2 // 2] = _resize(src[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2], (u2 - u1) // 2, (v2 - v1) // 2)
+    i420 = np.concatenate([yc.ravel(), uc.ravel(), vc.ravel()]).reshape(size * 3 // 2, size)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)

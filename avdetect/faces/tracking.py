@@ -36,7 +36,7 @@ from avdetect.faces.backends import Detection, get_backend, shrink
 from avdetect.faces.crops import (
     FACE_SIZE,
     MOUTH_SIZE,
-    crops_from_i420,
+    crop_i420,
     face_crop_box,
     i420_planes,
     mouth_box_from_face,
@@ -432,7 +432,8 @@ class _Window:
             self.valid[n], self.ids[n] = True, t.track_id
             if self.crops:
                 w, h = self.frame_size
-                self.mouth[n], self.face[n] = crops_from_i420(frame, w, h, [mouth_box, face_crop_box(box)], [MOUTH_SIZE, FACE_SIZE])
+                self.mouth[n] = crop_i420(frame, w, h, mouth_box, MOUTH_SIZE)
+                self.face[n] = crop_i420(frame, w, h, face_crop_box(box), FACE_SIZE)
         self.n += 1
 
     def finish(self, tracks, backend: str, seconds: float) -> FaceTrack:
