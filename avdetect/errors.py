@@ -72,3 +72,8 @@ class ConfigError(AVDetectError):
 # --- data / evaluation -----------------------------------------------------------------
 class DataFormatError(AVDetectError):
     """A metadata, manifest or prediction file does not follow its documented format."""
+
+
+# --- synth (issue 3) ---------------------------------------------------------------------
+class SynthError(AVDetectError):
+    """The synthetic benchmark generator could not render or write a clip."""
