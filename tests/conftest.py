@@ -34,3 +34,13 @@ def sample_clips() -> list[Path]:
     if not SAMPLES_DIR.is_dir():
         return []
     return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in {".mp4", ".mpg", ".avi", ".mov", ".mkv"})
+
+
+# Hypothesis deadlines are timing assertions: they fail on a loaded machine, not on a bug.
+try:
+    from hypothesis import settings
+
+    settings.register_profile("avdetect", deadline=None)
+    settings.load_profile("avdetect")
+except ImportError:  # hypothesis is in the test extra; tests that need it import it themselves
+    pass
