@@ -36,11 +36,12 @@ def sample_clips() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in {".mp4", ".mpg", ".avi", ".mov", ".mkv"})
 
 
-# Hypothesis deadlines are timing assertions: they fail on a loaded machine, not on a bug.
+# Hypothesis deadlines and its "too slow" health check are timing assertions: they fail on a
+# loaded machine, not on a bug.
 try:
-    from hypothesis import settings
+    from hypothesis import HealthCheck, settings
 
-    settings.register_profile("avdetect", deadline=None)
+    settings.register_profile("avdetect", deadline=None, suppress_health_check=[HealthCheck.too_slow])
     settings.load_profile("avdetect")
 except ImportError:  # hypothesis is in the test extra; tests that need it import it themselves
     pass
