@@ -72,3 +72,8 @@ class ConfigError(AVDetectError):
 # --- data / evaluation -----------------------------------------------------------------
 class DataFormatError(AVDetectError):
     """A metadata, manifest or prediction file does not follow its documented format."""
+
+
+# --- model inputs (issue 4: models) ----------------------------------------------------
+class ModelInputError(AVDetectError):
+    """Tensors given to a model do not follow its input contract (shapes, dtypes, lengths)."""
