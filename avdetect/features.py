@@ -74,18 +74,19 @@ def log_mel(waveform: torch.Tensor, n_mels: int = DEFAULT_N_MELS, *, normalize: 
     if pad:
         waveform = torch.nn.functional.pad(waveform, (0, pad))
     wave = waveform.float()
-    window = torch.hann_window(N_FFT, device=wave.device, dtype=wave.dtype)
-    spec = torch.stft(wave, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, window=window,
-                      center=True, pad_mode="constant", return_complex=True)  # (B, F, 4T + 1)
-    power = spec.real.square() + spec.imag.square()
-    power = power[..., : n_frames * HOPS_PER_FRAME]  # (B, F, 4T)
     if filterbank is None:
         filterbank = mel_filterbank(n_mels)
     fb = filterbank.to(device=wave.device, dtype=wave.dtype)
     if fb.shape != (n_mels, N_FFT // 2 + 1):
         raise ValueError(f"filterbank has shape {tuple(fb.shape)}, expected ({n_mels}, {N_FFT // 2 + 1})")
-    mel = torch.einsum("mf,bft->btm", fb, power)  # (B, 4T, n_mels)
-    out = torch.log(mel.clamp_min(LOG_FLOOR))
+    with torch.autocast(device_type=wave.device.type, enabled=False):  # float32 even under AMP
+        window = torch.hann_window(N_FFT, device=wave.device, dtype=wave.dtype)
+        spec = torch.stft(wave, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, window=window,
+                          center=True, pad_mode="constant", return_complex=True)  # (B, F, 4T + 1)
+        power = spec.real.square() + spec.imag.square()
+        power = power[..., : n_frames * HOPS_PER_FRAME]  # (B, F, 4T)
+        mel = torch.einsum("mf,bft->btm", fb, power)  # (B, 4T, n_mels)
+        out = torch.log(mel.clamp_min(LOG_FLOOR))
     if normalize:
         out = (out + LOG_MEL_OFFSET) / LOG_MEL_SCALE
     return out[0] if squeeze else out

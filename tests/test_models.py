@@ -382,3 +382,86 @@ def test_base_forward_backward():
     missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
     assert out.frame_fused_logits.shape == (1, t)
+
+
+# --------------------------------------------------------------------------- learning
+def synthetic_batch(batch: int, frames: int, seed: int):
+    """Toy clips: fake visual frames carry a checkerboard, fake audio frames a 3 kHz tone."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(60, 190, (batch, 1, 3, 12, 12), generator=g).float()
+    mouth = torch.nn.functional.interpolate(base.flatten(0, 1), size=(MOUTH_SIZE, MOUTH_SIZE), mode="bilinear")
+    mouth = mouth.view(batch, 1, 3, MOUTH_SIZE, MOUTH_SIZE).repeat(1, frames, 1, 1, 1)
+    mouth = mouth + 10 * torch.randn(batch, frames, 1, MOUTH_SIZE, MOUTH_SIZE, generator=g)
+    audio = 0.05 * torch.randn(batch, frames, SAMPLES_PER_FRAME, generator=g)
+    board = ((torch.arange(MOUTH_SIZE)[:, None] // 8 + torch.arange(MOUTH_SIZE)[None, :] // 8) % 2) * 60.0
+    tone = 0.3 * torch.sin(2 * torch.pi * 3000 * torch.arange(SAMPLES_PER_FRAME) / 16000)
+    vis, aud = [], []
+    for b in range(batch):
+        segs = []
+        for kind in ("v", "a"):
+            if torch.rand(1, generator=g) < 0.6:
+                s = int(torch.randint(0, frames - 4, (1,), generator=g))
+                e = int(torch.randint(s + 2, frames + 1, (1,), generator=g))
+                segs.append((kind, s, e))
+        vis.append([(s, e) for k, s, e in segs if k == "v"])
+        aud.append([(s, e) for k, s, e in segs if k == "a"])
+        for s, e in vis[-1]:
+            mouth[b, s:e] += board
+        for s, e in aud[-1]:
+            audio[b, s:e] += tone
+    inputs = {"mouth": mouth.clamp(0, 255).to(torch.uint8), "audio": audio.flatten(1)}
+    return inputs, DetectorTargets.from_segments(frames, vis, aud)
+
+
+def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    pos, neg = scores[labels > 0], scores[labels <= 0]
+    return float((pos[:, None] > neg[None, :]).float().mean() + 0.5 * (pos[:, None] == neg[None, :]).float().mean())
+
+
+def test_tiny_overfits_one_batch():
+    torch.manual_seed(0)
+    m = create_model("avdetect-tiny").train()
+    inputs, targets = synthetic_batch(2, 16, seed=0)
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(10):
+        loss = compute_losses(m(**inputs), targets, m.config.loss)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    inputs, targets = synthetic_batch(1, 8, seed=2)
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        m = create_model("avdetect-tiny", visual={"grad_checkpointing": flag},
+                         audio={"wav2vec2": dict(model_config("avdetect-tiny").audio.wav2vec2, hidden_dropout=0.0,
+                                                 attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0)})
+        m.train()
+        compute_losses(m(**inputs), targets, m.config.loss)["total"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.visual.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_tiny_learns_to_localise_synthetic_fakes():
+    torch.manual_seed(0)
+    m = create_model("avdetect-tiny").train()
+    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
+    for step in range(60):
+        inputs, targets = synthetic_batch(4, 25, seed=100 + step)
+        loss = compute_losses(m(**inputs), targets, m.config.loss)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    inputs, targets = synthetic_batch(8, 25, seed=7)
+    with torch.no_grad():
+        out = m(**inputs)
+    assert _auc(out.frame_visual_logits.flatten(), targets.frame_visual.flatten()) > 0.9
+    assert _auc(out.frame_audio_logits.flatten(), targets.frame_audio.flatten()) > 0.9
+    assert _auc(out.frame_fused_logits.flatten(), targets.frame_fused.flatten()) > 0.9

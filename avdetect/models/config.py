@@ -36,6 +36,7 @@ class VisualConfig:
     tubelet: int = 3
     temporal_window: int | None = None  # frames each side for temporal attention; None = global
     dropout: float = 0.0
+    grad_checkpointing: bool = False  # recompute blocks in backward (long windows on GPU)
     input_mouth_size: int = MOUTH_SIZE
     input_face_size: int = FACE_SIZE
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from avdetect.models.config import VisualConfig
 from avdetect.models.layers import MLP, Attention, key_mask_to_attn_mask, masked_attention, sinusoidal_positions
@@ -120,6 +121,9 @@ class VisualEncoder(nn.Module):
         x = x + sinusoidal_positions(t, x.shape[-1], x.device, x.dtype)[None, :, None, :]
         time_mask = key_mask_to_attn_mask(mask, t, self.cfg.temporal_window)  # (B, 1, T, T)
         for block in self.blocks:
-            x = block(x, time_mask)  # (B, T, N, D)
+            if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, time_mask, use_reentrant=False)  # (B, T, N, D)
+            else:
+                x = block(x, time_mask)  # (B, T, N, D)
         out = self.norm(x[:, :, 0])  # (B, T, D)
         return torch.where(mask[..., None], out, self.missing.to(out.dtype))  # (B, T, D)
