@@ -1,0 +1,396 @@
+"""Face and mouth tracks: detect every k frames, track between, pick the main speaker, crop.
+
+One streaming pass over the decoded frames (memory bounded: at most ``detect_every`` frames are
+held besides the crops of the current output window):
+
+1. **Keyframes** (every ``detect_every`` frames, and the last frame): each live track is
+   re-detected near its last box at a face-relative scale (cheap, any resolution); the whole
+   frame is searched for new faces when nothing is tracked and every ``search_every`` frames.
+2. **Association**: a detection continues the track whose box it overlaps most (IoU >= 0.2, or
+   centre within half a face); a search detection that continues no track starts a new one. A
+   track missed on ``max_misses`` keyframes in a row ends.
+3. **Smoothing**: a track's keyframe box is an exponential blend of the new detection and its
+   previous box (reset on a large jump, e.g. a cut); frames between keyframes get boxes
+   linearly interpolated between the two keyframe boxes, or held from the one side that
+   detected the face.
+4. **Main speaker**: every track accumulates a score = sum over its detections of
+   confidence x face height / frame height, i.e. *persistence x size*. In each frame the present
+   track with the highest score so far is used; ``FaceTrack.explanation`` says which track won
+   and by how much.
+5. **Crops** of the chosen face per frame: ``mouth`` (MOUTH_SIZE^2) and ``face`` (FACE_SIZE^2).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from avdetect.faces.backends import get_backend
+import cv2
+
+from avdetect.faces.crops import (
+    FACE_SIZE,
+    MOUTH_SIZE,
+    crops_from_i420,
+    face_crop_box,
+    i420_planes,
+    mouth_box_from_face,
+    mouth_box_from_landmarks,
+)
+
+log = logging.getLogger(__name__)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    side = max(a[2] - a[0], b[2] - b[0])
+    dc = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2)
+    return iou(a, b) >= 0.2 or dc < 0.5 * side
+
+
+@dataclass
+class TrackSummary:
+    """One face track over the video, for explaining the main-speaker choice."""
+
+    track_id: int
+    first_frame: int
+    last_frame: int
+    detections: int  # keyframes on which the face was detected
+    mean_height: float  # mean face height / frame height
+    score: float  # persistence x size
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    first_frame: int
+    last_key: int = -1
+    face_box: np.ndarray | None = None  # smoothed, at last_key
+    mouth_box: np.ndarray | None = None
+    conf: float = 0.0
+    misses: int = 0
+    detections: int = 0
+    height_sum: float = 0.0
+    score: float = 0.0
+    alive: bool = True
+    # keyframe states: frame -> (face_box, mouth_box, conf); the last two are enough
+    keys: dict = field(default_factory=dict)
+
+    def summary(self) -> TrackSummary:
+        return TrackSummary(
+            self.track_id, self.first_frame, self.last_key, self.detections,
+            self.height_sum / max(1, self.detections), self.score,
+        )
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame face and mouth track of the main speaker over frames
+    ``[start_frame, start_frame + n)`` (all arrays have n rows)."""
+
+    start_frame: int
+    boxes: np.ndarray  # (n, 4) float32 face boxes x1, y1, x2, y2 (zeros where invalid)
+    mouth_boxes: np.ndarray  # (n, 4) float32
+    confidence: np.ndarray  # (n,) float32, 0 where invalid
+    valid: np.ndarray  # (n,) bool: a face is known in this frame
+    track_ids: np.ndarray  # (n,) int32, -1 where invalid
+    mouth: np.ndarray | None  # (n, MOUTH_SIZE, MOUTH_SIZE, 3) uint8 RGB, black where invalid
+    face: np.ndarray | None  # (n, FACE_SIZE, FACE_SIZE, 3) uint8 RGB
+    frame_size: tuple[int, int]  # (width, height) of the frames the boxes refer to
+    backend: str
+    tracks: list[TrackSummary] = field(default_factory=list)  # all tracks so far
+    seconds: float = 0.0  # processing time
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of frames with a valid face."""
+        return float(self.valid.mean()) if len(self.valid) else 0.0
+
+    @property
+    def faces(self) -> list[TrackSummary]:
+        """Tracks that are faces rather than passing false detections (>= 3 detections)."""
+        return [t for t in self.tracks if t.detections >= 3]
+
+    @property
+    def main_track(self) -> int | None:
+        faces = self.faces or self.tracks
+        return max(faces, key=lambda t: t.score).track_id if faces else None
+
+    @property
+    def explanation(self) -> str:
+        faces = sorted(self.faces or self.tracks, key=lambda t: -t.score)
+        if not faces:
+            return "no face was found"
+        main = faces[0]
+        text = (
+            f"face track #{main.track_id} is the main speaker: detected on {main.detections} keyframes "
+            f"(frames {main.first_frame}-{main.last_frame}), mean face height {main.mean_height:.0%} of the frame, "
+            f"score {main.score:.1f} (persistence x size)"
+        )
+        if len(faces) > 1:
+            others = ", ".join(f"#{t.track_id} score {t.score:.1f}" for t in faces[1:4])
+            text += f"; other faces: {others}"
+        return text
+
+    def to_dict(self) -> dict:
+        """Boxes and facts (no crops), for JSON."""
+        return {
+            "start_frame": self.start_frame,
+            "n_frames": len(self),
+            "coverage": self.coverage,
+            "backend": self.backend,
+            "frame_size": list(self.frame_size),
+            "n_faces": len(self.faces),
+            "main_track": self.main_track,
+            "explanation": self.explanation,
+            "tracks": [t.to_dict() for t in self.tracks],
+            "seconds": self.seconds,
+        }
+
+    @staticmethod
+    def concatenate(parts: list["FaceTrack"]) -> "FaceTrack":
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        cat = lambda name: None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return FaceTrack(
+            start_frame=parts[0].start_frame, boxes=cat("boxes"), mouth_boxes=cat("mouth_boxes"),
+            confidence=cat("confidence"), valid=cat("valid"), track_ids=cat("track_ids"), mouth=cat("mouth"),
+            face=cat("face"), frame_size=parts[0].frame_size, backend=parts[0].backend, tracks=parts[-1].tracks,
+            seconds=sum(p.seconds for p in parts),
+        )
+
+
+class FaceTracker:
+    """Streaming face tracker. ``track(media)`` for a whole clip, ``iter_windows`` for long ones.
+
+    Args:
+        backend: ``"opencv"`` (default) or ``"face-alignment"``, or a backend instance.
+        detect_every: frames between detections (keyframes).
+        search_every: frames between whole-frame searches for new faces while tracking.
+        min_face: smallest face searched for, as a fraction of the frame's shorter side.
+        max_misses: keyframes in a row a track may be missed before it ends.
+        smoothing: weight of the new detection in the keyframe box blend (1 = no smoothing).
+        crops: produce mouth and face crops (False: boxes only, faster).
+    """
+
+    def __init__(
+        self, backend="opencv", detect_every: int = 5, search_every: int = 50, min_face: float = 0.06,
+        max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
+    ):
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.detect_every = max(1, int(detect_every))
+        self.search_every = max(self.detect_every, int(search_every))
+        self.min_face = min_face
+        self.max_misses = max_misses
+        self.smoothing = smoothing
+        self.crops = crops
+
+    # -- keyframe processing ------------------------------------------------------------
+    def _mouth_box(self, det) -> np.ndarray:
+        if det.landmarks is not None:
+            return mouth_box_from_landmarks(det.landmarks)
+        return mouth_box_from_face(det.box)
+
+    def _keyframe(self, i: int, frame: np.ndarray, tracks: list[_Track], next_id: list[int]) -> None:
+        """Detect on keyframe i. ``frame`` is what the backend wants: luma (H, W) or RGB (H, W, 3)."""
+        live = [t for t in tracks if t.alive]
+        height = frame.shape[0]
+        search = not live or i % self.search_every == 0
+        found: list = []
+        if search:
+            # faces much smaller than the tracked main face are not candidates for the speaker
+            min_face = self.min_face
+            if live:
+                biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(frame.shape[:2])
+                min_face = max(min_face, 0.25 * biggest)
+            found = self.backend.detect(frame, min_face=min_face)
+        claimed: set[int] = set()
+        for t in sorted(live, key=lambda t: -t.score):
+            det = None
+            # a search detection overlapping the track continues it; else look near the last box
+            cands = [(iou(d.box, t.face_box), k) for k, d in enumerate(found) if k not in claimed and _close(d.box, t.face_box)]
+            if cands:
+                k = max(cands)[1]
+                claimed.add(k)
+                det = found[k]
+            else:
+                near = [d for d in self.backend.detect_near(frame, t.face_box) if _close(d.box, t.face_box)]
+                if near:
+                    det = max(near, key=lambda d: iou(d.box, t.face_box) + d.score)
+            if det is None:
+                t.misses += 1
+                if t.misses > self.max_misses:
+                    t.alive = False
+                continue
+            box, mouth = det.box.astype(np.float32), self._mouth_box(det).astype(np.float32)
+            if iou(box, t.face_box) > 0.3:  # smooth unless the face jumped (cut, fast move)
+                a = self.smoothing
+                box = a * box + (1 - a) * t.face_box
+                mouth = a * mouth + (1 - a) * t.mouth_box
+            self._update(t, i, box, mouth, det.score, height)
+        for k, d in enumerate(found):
+            if k in claimed or any(t.alive and iou(d.box, t.face_box) > 0.3 for t in tracks):
+                continue
+            t = _Track(track_id=next_id[0], first_frame=i)
+            next_id[0] += 1
+            self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height)
+            tracks.append(t)
+
+    @staticmethod
+    def _update(t: _Track, i: int, box, mouth, conf: float, height: int) -> None:
+        t.face_box, t.mouth_box, t.conf = box, mouth, float(conf)
+        t.last_key, t.misses = i, 0
+        t.detections += 1
+        h = float(box[3] - box[1]) / height
+        t.height_sum += h
+        t.score += conf * h
+        t.keys[i] = (box, mouth, float(conf))
+        while len(t.keys) > 2:  # interpolation needs only the last two keyframes
+            del t.keys[min(t.keys)]
+
+    # -- per-frame states between keyframes ---------------------------------------------
+    @staticmethod
+    def _state_at(t: _Track, j: int, prev_key: int | None, key: int):
+        """(face_box, mouth_box, conf) of track t at frame j in (prev_key, key], or None."""
+        after = t.keys.get(key)
+        before = t.keys.get(prev_key) if prev_key is not None else None
+        if after is not None and before is not None:
+            w = (j - prev_key) / (key - prev_key)
+            return (
+                (1 - w) * before[0] + w * after[0],
+                (1 - w) * before[1] + w * after[1],
+                (1 - w) * before[2] + w * after[2],
+            )
+        # one-sided holds only for confirmed tracks (>= 2 detections): a single false
+        # detection then marks at most its own keyframe as a face, not the frames around it
+        if after is not None:
+            if j == key or prev_key is None:
+                return after
+            return (after[0], after[1], after[2] * 0.5) if t.detections >= 2 else None
+        if before is not None and j < key and t.detections >= 2:
+            return before[0], before[1], before[2] * 0.5
+        return None
+
+    # -- the pass ------------------------------------------------------------------------
+    def iter_windows(self, media, window: int = 250, start: int = 0, stop: int | None = None) -> Iterator[FaceTrack]:
+        """Yield one :class:`FaceTrack` per ``window`` frames over ``[start, stop)`` of ``media``."""
+        stop = media.n_frames if stop is None else min(stop, media.n_frames)
+        w, h = media.working_size
+        tracks: list[_Track] = []
+        next_id = [0]
+        pending: list[tuple[int, np.ndarray]] = []
+        out = _Window(start, window, w, h, self.crops)
+        prev_key: int | None = None
+        t_window = time.perf_counter()
+        wants_rgb = getattr(self.backend, "wants_rgb", False)
+        for first, frames in media.iter_windows(size=min(window, 50), start=start, stop=stop, pixel_format="yuv420p"):
+            for k in range(len(frames)):
+                i = first + k
+                pending.append((i, frames[k]))
+                if (i - start) % self.detect_every != 0 and i != stop - 1:
+                    continue
+                luma = i420_planes(frames[k], w, h)[0]
+                image = cv2.cvtColor(frames[k], cv2.COLOR_YUV2RGB_I420) if wants_rgb else luma
+                self._keyframe(i, image, tracks, next_id)
+                for j, frame in pending:
+                    best = None
+                    for t in tracks:
+                        st = self._state_at(t, j, prev_key, i)
+                        if st is not None and (best is None or t.score > best[0].score):
+                            best = (t, st)
+                    out.add(j, frame, best)
+                    if out.full:
+                        yield out.finish(tracks, self.backend.name, time.perf_counter() - t_window)
+                        t_window = time.perf_counter()
+                        out = _Window(j + 1, window, w, h, self.crops)
+                pending.clear()
+                prev_key = i
+        if out.n:
+            yield out.finish(tracks, self.backend.name, time.perf_counter() - t_window)
+
+    def track(self, media, start: int = 0, stop: int | None = None) -> FaceTrack:
+        """The whole span as one :class:`FaceTrack` (memory grows with its length when crops=True)."""
+        parts = list(self.iter_windows(media, window=1 << 30 if not self.crops else 250, start=start, stop=stop))
+        if not parts:
+            w, h = media.working_size
+            return _Window(start, 0, w, h, self.crops).finish([], self.backend.name, 0.0)
+        return parts[0] if len(parts) == 1 else FaceTrack.concatenate(parts)
+
+
+class _Window:
+    """Output buffer of one window of frames."""
+
+    def __init__(self, start: int, size: int, width: int, height: int, crops: bool):
+        self.start, self.size, self.n = start, size, 0
+        self.frame_size = (width, height)
+        cap = max(0, min(size, 256))
+        self.boxes = np.zeros((cap, 4), np.float32)
+        self.mouth_boxes = np.zeros((cap, 4), np.float32)
+        self.conf = np.zeros(cap, np.float32)
+        self.valid = np.zeros(cap, bool)
+        self.ids = np.full(cap, -1, np.int32)
+        self.crops = crops
+        self.mouth = np.zeros((cap, MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8) if crops else None
+        self.face = np.zeros((cap, FACE_SIZE, FACE_SIZE, 3), np.uint8) if crops else None
+
+    @property
+    def full(self) -> bool:
+        return self.n >= self.size
+
+    def _grow(self) -> None:
+        cap = max(16, 2 * len(self.valid))
+        def grow(a, fill=0):  # noqa: E306
+            b = np.full((cap, *a.shape[1:]), fill, a.dtype)
+            b[: len(a)] = a
+            return b
+        self.boxes, self.mouth_boxes, self.conf, self.valid = grow(self.boxes), grow(self.mouth_boxes), grow(self.conf), grow(self.valid)
+        self.ids = grow(self.ids, -1)
+        if self.crops:
+            self.mouth, self.face = grow(self.mouth), grow(self.face)
+
+    def add(self, j: int, frame: np.ndarray, best) -> None:
+        if self.n >= len(self.valid):
+            self._grow()
+        n = self.n
+        if best is not None:
+            t, (box, mouth_box, conf) = best
+            self.boxes[n], self.mouth_boxes[n], self.conf[n] = box, mouth_box, conf
+            self.valid[n], self.ids[n] = True, t.track_id
+            if self.crops:
+                w, h = self.frame_size
+                self.mouth[n], self.face[n] = crops_from_i420(frame, w, h, [mouth_box, face_crop_box(box)], [MOUTH_SIZE, FACE_SIZE])
+        self.n += 1
+
+    def finish(self, tracks, backend: str, seconds: float) -> FaceTrack:
+        n = self.n
+        return FaceTrack(
+            start_frame=self.start, boxes=self.boxes[:n].copy(), mouth_boxes=self.mouth_boxes[:n].copy(),
+            confidence=self.conf[:n].copy(), valid=self.valid[:n].copy(), track_ids=self.ids[:n].copy(),
+            mouth=self.mouth[:n].copy() if self.crops else None, face=self.face[:n].copy() if self.crops else None,
+            frame_size=self.frame_size, backend=backend, tracks=[t.summary() for t in tracks], seconds=seconds,
+        )
+
+
+def track_faces(media, backend="opencv", crops: bool = True, **kwargs) -> FaceTrack:
+    """Face and mouth track of the main speaker over the whole of ``media``.
+
+    Keyword arguments go to :class:`FaceTracker`. Raises :class:`avdetect.errors.MediaError`
+    when the media has no video.
+    """
+    return FaceTracker(backend=backend, crops=crops, **kwargs).track(media)

@@ -1,0 +1,743 @@
+"""Media decoding: any audio or video file -> frames on the 25 fps grid + mono 16 kHz audio.
+
+``load_media(path)`` inspects a file and returns a :class:`Media`. Inspection is cheap and
+never decodes pixels: one ``ffmpeg -i`` for the container and stream descriptions, and one
+stream-copy pass (``-c copy -f framecrc``) that lists every packet's timestamps. The packet
+list gives exact stream start/end times, frame counts, variable-frame-rate detection and
+truncation (a header that promises more than the data holds) without trusting headers.
+
+Decoding happens only when frames or audio are asked for, in a streamed way:
+
+* ``media.iter_frames()`` / ``media.iter_windows(n)`` run one ffmpeg process that resamples
+  the video onto the constant 25 fps grid (``fps`` filter: variable-frame-rate input included),
+  scales it to the working size at decode time and pipes raw RGB. Exactly ``media.n_frames``
+  frames come out (a short tail is padded with the last frame, an over-long one cut), and only
+  one window is in memory at a time, so a 1-hour video needs no more memory than a 10-second one.
+* ``media.audio`` decodes the first audio stream to mono float32 at 16 kHz (all of it, cached);
+  ``media.read_audio(start_s, stop_s)`` decodes a span without holding the rest.
+
+Time origin: ``t = 0`` is the start of the container; a stream that starts later is padded
+at its start (first frame repeated, silence for audio), so that frame ``i`` of the video and
+samples ``[640 i, 640 (i + 1))`` of the audio always cover the same 40 ms.
+
+Every ffmpeg process runs with ``-nostdin``, a time limit (inspection) or a stall limit
+(decoding: no data for ``stall_timeout`` seconds -> killed, :class:`MediaTimeoutError`), and
+is killed when the caller stops iterating early.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import queue
+import re
+import select
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from avdetect.errors import (
+    CorruptMediaError,
+    MediaError,
+    MediaNotFoundError,
+    MediaTimeoutError,
+    MediaTooLargeError,
+    NoStreamsError,
+    NotMediaError,
+    UnsupportedStreamError,
+)
+from avdetect.timegrid import FPS, SAMPLE_RATE, n_frames_for_duration, n_samples_for_duration
+
+log = logging.getLogger(__name__)
+
+#: Longer side of decoded frames; larger inputs are scaled down at decode time, smaller ones kept.
+DEFAULT_MAX_SIDE = 1280
+#: Seconds without any decoder output before a decoding ffmpeg is declared hung and killed.
+DEFAULT_STALL_TIMEOUT = 60.0
+AUDIO_ONLY_EXTENSIONS = {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".wma"}
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``$AVDETECT_FFMPEG``, else the one shipped by imageio-ffmpeg."""
+    env = os.environ.get("AVDETECT_FFMPEG")
+    if env:
+        return env
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# ---------------------------------------------------------------------------------------
+# facts
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream as declared by the container and as measured from its packets."""
+
+    index: int  # ffmpeg's input stream index (0:index)
+    kind: str  # "video" | "audio"
+    codec: str
+    description: str  # ffmpeg's own one-line description, for provenance
+    start: float = 0.0  # seconds from the container start to the first packet (measured; >= 0)
+    end: float = 0.0  # seconds from the container start to the end of the last packet (measured)
+    n_packets: int = 0
+    # video
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0  # declared frame rate (0 if unknown)
+    rotation: int = 0  # display rotation in degrees (autorotated at decode)
+    sar: float = 1.0  # sample aspect ratio
+    variable_frame_rate: bool = False
+    # audio
+    sample_rate: int = 0
+    channels: int = 0
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+@dataclass
+class MediaInfo:
+    """Facts about a media file (all times in seconds)."""
+
+    path: str
+    size_bytes: int
+    container: str
+    duration: float
+    has_video: bool
+    has_audio: bool
+    n_frames: int  # frames on the 25 fps grid (0 without video)
+    n_samples: int  # audio samples at 16 kHz, mono (0 without audio)
+    working_size: tuple[int, int]  # (width, height) of decoded frames; (0, 0) without video
+    source_fps: float
+    source_size: tuple[int, int]  # (width, height) as displayed (rotation applied)
+    video_codec: str | None
+    audio_codec: str | None
+    source_sample_rate: int
+    source_channels: int
+    variable_frame_rate: bool
+    bitrate_kbps: float | None
+    tags: dict = field(default_factory=dict)
+    streams: list[StreamInfo] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["working_size"] = list(self.working_size)
+        d["source_size"] = list(self.source_size)
+        return d
+
+
+# ---------------------------------------------------------------------------------------
+# ffmpeg -i parsing
+_DURATION_RE = re.compile(r"Duration:\s*(?P<d>[\d:.]+|N/A)(?:,\s*start:\s*(?P<s>-?[\d.]+))?(?:,\s*bitrate:\s*(?P<b>[\d.]+)\s*kb/s)?")
+_INPUT_RE = re.compile(r"^Input #0, (?P<fmt>[^,]+(?:,[^ ]+)*), from ")
+_STREAM_RE = re.compile(r"^\s*Stream #0:(?P<idx>\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$")
+_SIZE_RE = re.compile(r"(?:^|[ ,])(?P<w>\d{1,5})x(?P<h>\d{1,5})(?:[ ,]|$)")
+_FPS_RE = re.compile(r"(?P<fps>[\d.]+k?) fps")
+_TBR_RE = re.compile(r"(?P<tbr>[\d.]+k?) tbr")
+_SAR_RE = re.compile(r"SAR (?P<n>\d+):(?P<d>\d+)")
+_HZ_RE = re.compile(r"(?P<hz>\d+) Hz")
+_ROT_RE = re.compile(r"rotation of (?P<deg>-?[\d.]+) degrees")
+_TAG_RE = re.compile(r"^\s{4}(?P<key>[A-Za-z_][\w.-]*)\s*: (?P<val>.*)$")
+_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "4.1": 5, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+
+
+def _parse_rate(text: str) -> float:
+    return float(text[:-1]) * 1000 if text.endswith("k") else float(text)
+
+
+def _parse_hms(text: str) -> float | None:
+    if text == "N/A":
+        return None
+    h, m, s = text.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@dataclass
+class _Header:
+    container: str = ""
+    duration: float | None = None
+    start: float = 0.0
+    bitrate: float | None = None
+    tags: dict = field(default_factory=dict)
+    streams: dict = field(default_factory=dict)  # index -> dict of declared facts
+
+
+def _parse_header(stderr: str) -> _Header:
+    head = _Header()
+    current: dict | None = None
+    in_container_meta = False
+    for line in stderr.splitlines():
+        m = _INPUT_RE.match(line)
+        if m:
+            head.container = m.group("fmt")
+            in_container_meta = True
+            continue
+        m = _DURATION_RE.search(line)
+        if m and line.lstrip().startswith("Duration"):
+            head.duration = _parse_hms(m.group("d"))
+            head.start = float(m.group("s") or 0.0)
+            head.bitrate = float(m.group("b")) if m.group("b") else None
+            in_container_meta = False
+            continue
+        m = _STREAM_RE.match(line)
+        if m:
+            in_container_meta = False
+            rest = m.group("rest")
+            kind = m.group("kind").lower()
+            codec = rest.split(",")[0].split(" ")[0].strip()
+            st = {"index": int(m.group("idx")), "kind": kind, "codec": codec, "description": rest.strip()}
+            if kind == "video":
+                sm = _SIZE_RE.search(rest)
+                if sm:
+                    st["width"], st["height"] = int(sm.group("w")), int(sm.group("h"))
+                fm = _FPS_RE.search(rest) or _TBR_RE.search(rest)
+                if fm:
+                    st["fps"] = _parse_rate(fm.groups()[0])
+                sar = _SAR_RE.search(rest)
+                if sar and int(sar.group("d")) > 0 and int(sar.group("n")) > 0:
+                    st["sar"] = int(sar.group("n")) / int(sar.group("d"))
+                st["attached_pic"] = "(attached pic)" in rest
+            elif kind == "audio":
+                hm = _HZ_RE.search(rest)
+                if hm:
+                    st["sample_rate"] = int(hm.group("hz"))
+                parts = [p.strip() for p in rest.split(",")]
+                for p in parts:
+                    name = p.split("(")[0].strip()
+                    if name in _CHANNELS:
+                        st["channels"] = _CHANNELS[name]
+                        break
+                    cm = re.match(r"(\d+) channels", p)
+                    if cm:
+                        st["channels"] = int(cm.group(1))
+                        break
+            head.streams[st["index"]] = st
+            current = st
+            continue
+        m = _ROT_RE.search(line)
+        if m and current is not None and current.get("kind") == "video":
+            current["rotation"] = int(round(float(m.group("deg")))) % 360
+            continue
+        if in_container_meta:
+            tm = _TAG_RE.match(line)
+            if tm and tm.group("key") != "Metadata":
+                head.tags[tm.group("key")] = tm.group("val").strip()
+    return head
+
+
+# ---------------------------------------------------------------------------------------
+# subprocess helpers
+def _run(cmd: list[str], path: str, timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        raise MediaTimeoutError(f"ffmpeg did not finish inspecting the file within {timeout:.0f} s", path) from err
+    except OSError as err:
+        raise MediaError(f"cannot run ffmpeg ({ffmpeg_exe()}): {err}", path) from err
+
+
+def _inspect_timeout(size_bytes: int) -> float:
+    return 60.0 + size_bytes / 20e6  # generous: 20 MB/s of reading on a slow disk
+
+
+_CORRUPT_HINTS = ("moov atom not found", "partial file", "truncat", "corrupt", "invalid nal", "error while decoding", "could not find codec parameters", "end of file")
+
+
+def _classify_open_error(stderr: str, path: str) -> MediaError:
+    """ffmpeg could not open the input: say why in one line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    low = stderr.lower()
+    detail = next((ln for ln in reversed(lines) if "Invalid data" in ln or "Error" in ln or "error" in ln), lines[-1] if lines else "")
+    detail = re.sub(r"^\[[^\]]+\]\s*", "", detail)
+    detail = detail.replace(path, "").strip(" :")
+    if "detected only with low score" in low:
+        # ffmpeg guessed a container from the name or a weak signature: the content is not media
+        return NotMediaError("not an audio or video file (the content matches no known format)", path)
+    if any(h in low for h in _CORRUPT_HINTS):
+        return CorruptMediaError(f"corrupt or truncated media file ({detail})", path)
+    if "permission denied" in low:
+        return MediaError("permission denied", path)
+    return NotMediaError(f"not an audio or video file that can be decoded ({detail or 'unrecognised format'})", path)
+
+
+_TB_RE = re.compile(r"^#tb (?P<i>\d+): (?P<n>\d+)/(?P<d>\d+)")
+#: How audio is turned into mono 16 kHz (decoding and inspection use the same arguments).
+#: ``first_pts=0`` pads a late-starting stream with silence so that t=0 is the container start.
+_AUDIO_FILTER_ARGS = ["-af", "aresample=async=1:first_pts=0", "-ac", "1", "-ar", str(SAMPLE_RATE)]
+
+
+def _scan_streams(path: str, video_index: int | None, audio_index: int | None, timeout: float) -> tuple[dict, list[str]]:
+    """Measure the chosen streams in one read of the file.
+
+    Video is stream-copied (no pixel decoding): its packet timestamps give the frame count,
+    end time and frame-rate regularity. Audio is decoded and resampled exactly as
+    :meth:`Media.audio` does it, so the measured sample count is the one decoding yields
+    (packet timestamps of MP3/AAC are off by encoder delay and padding).
+
+    Returns ({input_index: {start, end, n_packets, vfr}}, error_lines).
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path]
+    order: list[int] = []
+    if video_index is not None:
+        cmd += ["-map", f"0:{video_index}", "-c:v", "copy"]
+        order.append(video_index)
+    if audio_index is not None:
+        cmd += ["-map", f"0:{audio_index}", *_AUDIO_FILTER_ARGS, "-c:a", "pcm_f32le"]
+        order.append(audio_index)
+    cmd += ["-f", "framecrc", "-"]
+    proc = _run(cmd, path, timeout)
+    out = proc.stdout.decode("utf-8", "replace")
+    timebase: dict[int, float] = {}
+    pts: dict[int, list[int]] = {k: [] for k in range(len(order))}
+    durs: dict[int, list[int]] = {k: [] for k in range(len(order))}
+    for line in out.splitlines():
+        if line.startswith("#"):
+            m = _TB_RE.match(line)
+            if m:
+                timebase[int(m.group("i"))] = int(m.group("n")) / int(m.group("d"))
+            continue
+        parts = line.split(",")
+        if len(parts) < 5:
+            continue
+        try:
+            k, p, d = int(parts[0]), int(parts[2]), int(parts[3])
+        except ValueError:
+            continue
+        if k in pts:
+            pts[k].append(p)
+            durs[k].append(d)
+    result = {}
+    for k, inp in enumerate(order):
+        if not pts[k]:
+            continue
+        tb = timebase.get(k, 1.0)
+        p = np.asarray(pts[k], dtype=np.int64)
+        d = np.asarray(durs[k], dtype=np.int64)
+        srt = np.argsort(p, kind="stable")
+        p, d = p[srt], d[srt]
+        last_dur = d[-1] if d[-1] > 0 else (np.median(np.diff(p)) if len(p) > 1 else 0)
+        vfr = False
+        if inp == video_index and len(p) > 2:
+            deltas = np.diff(p)
+            deltas = deltas[deltas > 0]
+            if len(deltas) > 1:
+                med = np.median(deltas)
+                vfr = bool(np.mean(np.abs(deltas - med) > 0.1 * med) > 0.05)
+        result[inp] = {"start": float(p[0] * tb), "end": float((p[-1] + last_dur) * tb), "n_packets": int(len(p)), "vfr": vfr}
+    errors = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return result, errors
+
+
+def _working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+def inspect_media(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE, max_duration: float | None = None) -> MediaInfo:
+    """Read the facts of a media file without decoding it. Raises a :class:`MediaError` subclass."""
+    p = Path(path)
+    spath = str(p)
+    if not p.exists():
+        raise MediaNotFoundError("no such file", spath)
+    if not p.is_file():
+        raise MediaNotFoundError("not a regular file", spath)
+    size = p.stat().st_size
+    if size == 0:
+        raise NotMediaError("empty file (0 bytes)", spath)
+    if not os.access(spath, os.R_OK):
+        raise MediaError("permission denied", spath)
+    timeout = _inspect_timeout(size)
+    proc = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", spath], spath, timeout)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    head = _parse_header(stderr)
+    if not head.container:
+        raise _classify_open_error(stderr, spath)
+
+    declared = head.streams
+    video_decl = next((s for s in declared.values() if s["kind"] == "video" and not s.get("attached_pic")), None)
+    audio_decl = next((s for s in declared.values() if s["kind"] == "audio"), None)
+    warnings: list[str] = []
+    for s in (video_decl, audio_decl):
+        if s is not None and (s["codec"] in ("none", "unknown") or "Unsupported" in s["description"]):
+            raise UnsupportedStreamError(f"{s['kind']} stream #{s['index']} uses a codec that cannot be decoded ({s['description']})", spath)
+    if video_decl is None and audio_decl is None:
+        kinds = sorted({s["kind"] for s in declared.values()}) or ["none"]
+        raise NoStreamsError(f"no video or audio stream (streams found: {', '.join(kinds)})", spath)
+
+    indices = [s["index"] for s in (video_decl, audio_decl) if s is not None]
+    measured, scan_errors = _scan_streams(
+        spath, video_decl["index"] if video_decl else None, audio_decl["index"] if audio_decl else None, timeout
+    )
+    streams: list[StreamInfo] = []
+    for s in (video_decl, audio_decl):
+        if s is None:
+            continue
+        m = measured.get(s["index"])
+        if m is None:
+            if len(indices) == 1:
+                raise CorruptMediaError(f"{s['kind']} stream holds no data" + (f" ({scan_errors[0]})" if scan_errors else ""), spath)
+            warnings.append(f"{s['kind']} stream #{s['index']} holds no data and is ignored")
+            continue
+        streams.append(
+            StreamInfo(
+                index=s["index"], kind=s["kind"], codec=s["codec"], description=s["description"],
+                # video timestamps are the container's (encoder priming can make them negative);
+                # audio was measured after decoding, already relative to the container start
+                start=max(0.0, m["start"] - (head.start if s is video_decl else 0.0)),
+                end=max(0.0, m["end"] - (head.start if s is video_decl else 0.0)), n_packets=m["n_packets"],
+                width=s.get("width", 0), height=s.get("height", 0), fps=s.get("fps", 0.0), rotation=s.get("rotation", 0),
+                sar=s.get("sar", 1.0), variable_frame_rate=m["vfr"] if s["kind"] == "video" else False,
+                sample_rate=s.get("sample_rate", 0), channels=s.get("channels", 0),
+            )
+        )
+    video = next((s for s in streams if s.kind == "video"), None)
+    audio = next((s for s in streams if s.kind == "audio"), None)
+    if video is None and audio is None:
+        raise CorruptMediaError("no stream holds decodable data" + (f" ({scan_errors[0]})" if scan_errors else ""), spath)
+
+    measured_end = max(s.end for s in streams)
+    if head.duration is not None and head.duration > 1.0 and measured_end < 0.9 * head.duration - 0.5:
+        raise CorruptMediaError(
+            f"truncated: the header says {head.duration:.2f} s but the data ends at {measured_end:.2f} s"
+            + (f" ({scan_errors[0]})" if scan_errors else ""),
+            spath,
+        )
+    if scan_errors:
+        warnings.append(f"ffmpeg reported {len(scan_errors)} problem(s) while reading packets, first: {scan_errors[0]}")
+    duration = measured_end
+    if max_duration is not None and duration > max_duration:
+        raise MediaTooLargeError(f"duration {duration:.1f} s exceeds the limit of {max_duration:.1f} s", spath)
+
+    n_frames, working, source_size = 0, (0, 0), (0, 0)
+    if video is not None:
+        if video.width <= 0 or video.height <= 0:
+            raise UnsupportedStreamError(f"video stream #{video.index} has no frame size ({video.description})", spath)
+        disp_w = int(round(video.width * video.sar))
+        disp_h = video.height
+        if video.rotation in (90, 270):
+            disp_w, disp_h = disp_h, disp_w
+        source_size = (disp_w, disp_h)
+        working = _working_size(disp_w, disp_h, max_side)
+        n_frames = max(1, n_frames_for_duration(video.end))
+        if video.variable_frame_rate:
+            warnings.append("variable frame rate: resampled onto the constant 25 fps grid")
+    n_samples = n_samples_for_duration(audio.end) if audio is not None else 0
+    return MediaInfo(
+        path=str(p.resolve()), size_bytes=size, container=head.container, duration=duration,
+        has_video=video is not None, has_audio=audio is not None, n_frames=n_frames, n_samples=n_samples,
+        working_size=working, source_fps=video.fps if video else 0.0, source_size=source_size,
+        video_codec=video.codec if video else None, audio_codec=audio.codec if audio else None,
+        source_sample_rate=audio.sample_rate if audio else 0, source_channels=audio.channels if audio else 0,
+        variable_frame_rate=bool(video and video.variable_frame_rate), bitrate_kbps=head.bitrate,
+        tags=head.tags, streams=streams, warnings=warnings,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+class _FFmpegPipe:
+    """A decoding ffmpeg whose stdout is read in exact-size chunks, with a stall limit.
+
+    stderr goes to a temporary file (no pipe to fill up and deadlock); the process is killed
+    on close, including when the reading generator is abandoned.
+    """
+
+    def __init__(self, cmd: list[str], path: str, stall_timeout: float):
+        self.path = path
+        self.stall_timeout = stall_timeout
+        self._err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, bufsize=0)
+        except OSError as err:
+            self._err.close()
+            raise MediaError(f"cannot run ffmpeg ({cmd[0]}): {err}", path) from err
+        self._fd = self.proc.stdout.fileno()
+        try:  # a larger pipe means fewer wake-ups per frame (Linux only; harmless elsewhere)
+            import fcntl
+
+            fcntl.fcntl(self._fd, 1031, 1 << 20)  # F_SETPIPE_SZ
+        except (ImportError, OSError):
+            pass
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` (a byte view of the destination array); fewer bytes only at the end."""
+        nbytes, got = len(view), 0
+        while got < nbytes:
+            ready, _, _ = select.select([self._fd], [], [], self.stall_timeout)
+            if not ready:
+                self.close()
+                raise MediaTimeoutError(f"decoder produced no data for {self.stall_timeout:.0f} s and was stopped", self.path)
+            n = os.readv(self._fd, [view[got:]])
+            if n == 0:
+                break
+            got += n
+        return got
+
+    def stderr_lines(self) -> list[str]:
+        self._err.seek(0)
+        return [ln.strip() for ln in self._err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+
+    def close(self) -> None:
+        """Kill ffmpeg if it still runs and reap it. Safe to call more than once."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 does not time out in practice
+            log.error("ffmpeg (pid %d) did not exit after kill", self.proc.pid)
+
+    def release(self) -> None:
+        """Close our ends of the pipes; call after :meth:`close` once no thread reads any more."""
+        self.close()
+        self.proc.stdout.close()
+        if not self._err.closed:
+            self._err.close()
+
+
+class Media:
+    """A decoded view of one media file. Create with :func:`load_media`.
+
+    Facts are attributes (see :class:`MediaInfo`); pixels and samples are decoded on demand.
+    """
+
+    def __init__(self, info: MediaInfo, stall_timeout: float = DEFAULT_STALL_TIMEOUT):
+        self.info = info
+        self.stall_timeout = stall_timeout
+        self._audio: np.ndarray | None = None
+
+    # facts -------------------------------------------------------------------------------
+    def __getattr__(self, name):
+        # expose MediaInfo fields as attributes (media.duration, media.n_frames, ...)
+        info = self.__dict__.get("info")
+        if info is not None and hasattr(info, name):
+            return getattr(info, name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return (
+            f"Media({Path(self.info.path).name!r}, duration={self.info.duration:.2f}s, "
+            f"video={self.info.working_size if self.info.has_video else None}, n_frames={self.info.n_frames}, "
+            f"audio={'16kHz mono' if self.info.has_audio else None})"
+        )
+
+    @property
+    def _video_index(self) -> int:
+        return next(s.index for s in self.info.streams if s.kind == "video")
+
+    @property
+    def _audio_index(self) -> int:
+        return next(s.index for s in self.info.streams if s.kind == "audio")
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the file's bytes (computed on first use)."""
+        return sha256_file(self.info.path)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        w, h = self.info.working_size
+        return (h, w, 3)
+
+    # video -------------------------------------------------------------------------------
+    def _video_cmd(self, start: int, pixel_format: str) -> list[str]:
+        w, h = self.info.working_size
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+        if start > 0:
+            cmd += ["-ss", f"{start / FPS:.6f}"]
+        cmd += ["-i", self.info.path, "-map", f"0:{self._video_index}", "-an", "-sn", "-dn"]
+        vf = f"fps={FPS}:start_time=0:round=near,scale={w}:{h}:flags=area,setsar=1,format={pixel_format}"
+        return cmd + ["-vf", vf, "-f", "rawvideo", "-pix_fmt", pixel_format, "-"]
+
+    def frame_shape_for(self, pixel_format: str) -> tuple[int, ...]:
+        """Array shape of one decoded frame: (H, W, 3) for rgb24, (H * 3 / 2, W) for yuv420p (I420)."""
+        w, h = self.info.working_size
+        if pixel_format == "rgb24":
+            return (h, w, 3)
+        if pixel_format == "yuv420p":
+            return (h * 3 // 2, w)
+        raise ValueError(f"unsupported pixel format {pixel_format!r} (rgb24 or yuv420p)")
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Yield RGB uint8 frames (H, W, 3) for grid frames ``[start, stop)``: exactly that many."""
+        for _, window in self.iter_windows(size=1, start=start, stop=stop):
+            yield window[0]
+
+    def iter_windows(
+        self, size: int, start: int = 0, stop: int | None = None, pixel_format: str = "rgb24"
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_frame_index, frames (n, H, W, 3) uint8)`` for consecutive windows of
+        ``size`` frames covering ``[start, stop)`` (the last window may be shorter).
+
+        One ffmpeg process serves the whole range; only one window is held at a time.
+        ``pixel_format="yuv420p"`` gives I420 frames of shape (H * 3 / 2, W) instead: half the
+        bytes, and the first H rows are the luma plane (what face detection needs).
+        """
+        if not self.info.has_video:
+            raise MediaError("the file has no video stream", self.info.path)
+        stop = self.info.n_frames if stop is None else min(stop, self.info.n_frames)
+        start = max(0, start)
+        if size < 1:
+            raise ValueError("window size must be >= 1")
+        if start >= stop:
+            return
+        pipe = _FFmpegPipe(self._video_cmd(start, pixel_format), self.info.path, self.stall_timeout)
+        # A reader thread decodes ahead (os.readv releases the GIL) while the caller works on
+        # the previous window: decoding overlaps face detection / the model. Bounded queue:
+        # at most ~16 frames (or one window) wait, so memory stays flat.
+        stop_flag = threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=max(1, 16 // size))
+        done = object()
+
+        def produce():
+            try:
+                for item in self._windows_from(pipe, size, start, stop, pixel_format):
+                    while not stop_flag.is_set():
+                        try:
+                            q.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop_flag.is_set():
+                        return
+                q.put(done)
+            except BaseException as err:  # handed to the consumer, which raises it
+                q.put(err)
+
+        thread = threading.Thread(target=produce, name="avdetect-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop_flag.set()
+            pipe.close()  # kills ffmpeg: a reader blocked in readv sees end-of-stream
+            thread.join(timeout=10)
+            pipe.release()
+
+    def _windows_from(self, pipe: "_FFmpegPipe", size: int, start: int, stop: int, pixel_format: str):
+        shape = self.frame_shape_for(pixel_format)
+        frame_bytes = int(np.prod(shape))
+        decoded = 0
+        ended = False
+        last: np.ndarray | None = None
+        index = start
+        while index < stop:
+            n = min(size, stop - index)
+            out = np.empty((n, *shape), dtype=np.uint8)
+            for k in range(n):
+                if not ended:
+                    # decode straight into the window's memory: no per-frame allocation or copy
+                    ended = pipe.readinto(memoryview(out[k]).cast("B")) < frame_bytes  # a partial frame is dropped
+                    if not ended:
+                        last = out[k]
+                        decoded += 1
+                        continue
+                if last is None:
+                    err = pipe.stderr_lines()
+                    raise CorruptMediaError("no video frame could be decoded" + (f" ({err[0]})" if err else ""), self.info.path)
+                out[k] = last  # the decoder ended early: hold the last frame
+            yield index, out
+            index += n
+        if (stop - start) - decoded > 2:
+            log.warning("%s: decoder delivered %d of %d frames; the last frame was repeated", self.info.path, decoded, stop - start)
+
+    def read_frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """All frames of ``[start, stop)`` as one array (n, H, W, 3). Memory grows with the span."""
+        windows = [w for _, w in self.iter_windows(size=250, start=start, stop=stop)]
+        if not windows:
+            return np.empty((0, *self.frame_shape), dtype=np.uint8)
+        return np.concatenate(windows)
+
+    # audio -------------------------------------------------------------------------------
+    def _decode_audio(self, start_s: float, n_samples: int) -> np.ndarray:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+        if start_s > 0:
+            cmd += ["-ss", f"{start_s:.6f}"]
+        cmd += ["-i", self.info.path, "-map", f"0:{self._audio_index}", "-vn", "-sn", "-dn", *_AUDIO_FILTER_ARGS, "-f", "f32le", "-"]
+        pipe = _FFmpegPipe(cmd, self.info.path, self.stall_timeout)
+        out = np.zeros(n_samples, dtype=np.float32)
+        got = 0
+        try:
+            raw = memoryview(out).cast("B")  # float32 little-endian, as ffmpeg writes f32le
+            got = pipe.readinto(raw) // 4
+        finally:
+            pipe.release()
+        if n_samples - got > SAMPLE_RATE // 100:
+            log.warning("%s: audio decoder delivered %d of %d samples; the rest is silence", self.info.path, got, n_samples)
+        np.clip(out, -1.0, 1.0, out=out)
+        return out
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The whole audio track, mono float32 at 16 kHz, shape (n_samples,). Decoded once, cached."""
+        if not self.info.has_audio:
+            raise MediaError("the file has no audio stream", self.info.path)
+        if self._audio is None:
+            self._audio = self._decode_audio(0.0, self.info.n_samples)
+        return self._audio
+
+    def read_audio(self, start_s: float = 0.0, stop_s: float | None = None) -> np.ndarray:
+        """Mono 16 kHz samples of ``[start_s, stop_s)`` without decoding the rest."""
+        if not self.info.has_audio:
+            raise MediaError("the file has no audio stream", self.info.path)
+        first = n_samples_for_duration(max(0.0, start_s))
+        last = self.info.n_samples if stop_s is None else min(self.info.n_samples, n_samples_for_duration(stop_s))
+        if last <= first:
+            return np.zeros(0, dtype=np.float32)
+        if self._audio is not None:
+            return self._audio[first:last]
+        return self._decode_audio(first / SAMPLE_RATE, last - first)
+
+
+def load_media(
+    path: str | os.PathLike,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_duration: float | None = None,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+) -> Media:
+    """Open an audio or video file.
+
+    Args:
+        path: any file ffmpeg can read (mp4, mov, mkv, webm, avi, mpg, wav, mp3, flac, m4a, ...).
+        max_side: longer side of decoded frames; larger videos are scaled down at decode time.
+        max_duration: refuse files longer than this many seconds (None: no limit).
+        stall_timeout: seconds without decoder output before decoding is aborted.
+
+    Raises:
+        MediaNotFoundError, NotMediaError, CorruptMediaError, NoStreamsError,
+        UnsupportedStreamError, MediaTooLargeError, MediaTimeoutError (all :class:`MediaError`).
+    """
+    t0 = time.perf_counter()
+    info = inspect_media(path, max_side=max_side, max_duration=max_duration)
+    log.debug("inspected %s in %.3f s", info.path, time.perf_counter() - t0)
+    for w in info.warnings:
+        log.warning("%s: %s", info.path, w)
+    return Media(info, stall_timeout=stall_timeout)
