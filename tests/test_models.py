@@ -465,3 +465,27 @@ def test_tiny_learns_to_localise_synthetic_fakes():
     assert _auc(out.frame_visual_logits.flatten(), targets.frame_visual.flatten()) > 0.9
     assert _auc(out.frame_audio_logits.flatten(), targets.frame_audio.flatten()) > 0.9
     assert _auc(out.frame_fused_logits.flatten(), targets.frame_fused.flatten()) > 0.9
+
+
+@pytest.mark.slow
+def test_real_clip_through_media_faces_and_model(samples_dir):
+    """The input contract matches what media + faces produce on a real talking-head clip."""
+    import numpy as np
+
+    from avdetect.faces import track_faces
+    from avdetect.media import load_media
+
+    clip = sorted(samples_dir.glob("*.mp4"))[0]
+    media = load_media(clip)
+    track = track_faces(media)
+    n = min(50, len(track))
+    mouth = torch.from_numpy(np.ascontiguousarray(track.mouth[:n])).permute(0, 3, 1, 2)[None]  # (1, n, 3, 96, 96)
+    wave = np.zeros(n * SAMPLES_PER_FRAME, np.float32)
+    audio = media.audio[: n * SAMPLES_PER_FRAME]
+    wave[: len(audio)] = audio
+    m = create_model("avdetect-tiny").eval()
+    with torch.no_grad():
+        out = m(mouth, torch.from_numpy(wave)[None], visual_mask=torch.from_numpy(track.valid[:n])[None])
+    assert out.frame_fused_logits.shape == (1, n)
+    assert torch.isfinite(out.frame_fused_logits).all()
+    assert out.visual_mask.float().mean().item() == pytest.approx(float(track.valid[:n].mean()))
