@@ -343,6 +343,26 @@ def test_input_contract_errors():
         m(**inputs, visual_mask=torch.ones(1, 3, dtype=torch.bool))
 
 
+def test_visual_encoder_has_no_absolute_time(model):
+    """A clip placed later in the window (masked frames around it) gives the same features,
+    so the sync head can only match audio and video by content, never by position."""
+    enc = model.visual.eval()
+    clip = make_inputs(model, 1, 6, seed=5)["mouth"]
+    window = torch.zeros(1, 16, *clip.shape[2:], dtype=torch.uint8)
+    early, late = window.clone(), window.clone()
+    early[:, 1:7], late[:, 8:14] = clip, clip
+    m_early = torch.zeros(1, 16, dtype=torch.bool)
+    m_late = m_early.clone()
+    m_early[:, 1:7], m_late[:, 8:14] = True, True
+    face = None
+    if model.config.visual.use_face:
+        face = torch.zeros(1, 16, 3, FACE_SIZE, FACE_SIZE, dtype=torch.uint8)
+    with torch.no_grad():
+        a = enc(early, m_early, face)[:, 1:7]
+        b = enc(late, m_late, face)[:, 8:14]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
 def test_sync_logits_index_offsets():
     """sync_logits[b, t, K + k] compares video frame t with audio frame t + k."""
     m = create_model("avdetect-tiny", **{"sync.max_offset": 3})

@@ -8,9 +8,12 @@ Design (TimeSformer-style divided attention, sized by :class:`VisualConfig`):
   turns each frame into ``N`` patch tokens that already see ``tubelet`` neighbouring frames
   (lip motion), so the output stays on the 25 Hz grid;
 * every frame gets a CLS token; mouth and face tokens of a frame share the spatial attention;
-* each block does temporal attention (every token position attends along time, invalid
-  frames masked out as keys, optional local window), then spatial attention within the
-  frame, then an MLP;
+* each block adds a depthwise temporal convolution (a relative, "conditional" position cue),
+  then does temporal attention (every token position attends along time, invalid frames
+  masked out as keys, optional local window), spatial attention within the frame, and an MLP;
+* there is deliberately no absolute time embedding: the encoder is translation-equivariant
+  in time (up to window edges), so the lip-sync head cannot match audio and video by
+  position and has to match them by content;
 * the per-frame output is the normed CLS token projected to ``dim``; invalid frames (no
   face) are replaced by a learned "missing" vector. Invalid frames' pixels are zeroed before
   the tubelet embedding, so their content never influences any output.
@@ -24,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from avdetect.models.config import VisualConfig
-from avdetect.models.layers import MLP, Attention, key_mask_to_attn_mask, masked_attention, sinusoidal_positions
+from avdetect.models.layers import MLP, Attention, key_mask_to_attn_mask, masked_attention
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -37,6 +40,7 @@ class SpaceTimeBlock(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
+        self.pos_t = nn.Conv1d(dim, dim, 3, padding=1, groups=dim)  # conditional (relative) position
         self.norm_t = nn.LayerNorm(dim)
         self.qkv_t = nn.Linear(dim, 3 * dim)
         self.out_t = nn.Linear(dim, dim)
@@ -45,8 +49,11 @@ class SpaceTimeBlock(nn.Module):
         self.norm_m = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio, dropout)
 
-    def forward(self, x: torch.Tensor, time_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_mask: torch.Tensor | None, frame_mask: torch.Tensor) -> torch.Tensor:
         b, _, n, _ = x.shape
+        # depthwise conv along time (invalid frames as zeros): translation-equivariant position cue
+        y = rearrange(x * frame_mask[:, :, None, None].to(x.dtype), "b t n d -> (b n) d t")  # (B*N, D, T)
+        x = x + rearrange(self.pos_t(y), "(b n) d t -> b t n d", b=b)  # (B, T, N, D)
         # temporal attention: token position n of every frame attends along time
         q, k, v = rearrange(self.qkv_t(self.norm_t(x)), "b t n (three h e) -> three b (n h) t e",
                             three=3, h=self.heads)  # each (B, N*H, T, E)
@@ -118,12 +125,11 @@ class VisualEncoder(nn.Module):
             tokens = torch.cat([tokens, self.face_stem(face, mask)], dim=2)  # (B, T, Nm+Nf, D)
         cls = self.cls.expand(b, t, 1, -1)  # (B, T, 1, D)
         x = torch.cat([cls, tokens], dim=2)  # (B, T, N, D)
-        x = x + sinusoidal_positions(t, x.shape[-1], x.device, x.dtype)[None, :, None, :]
         time_mask = key_mask_to_attn_mask(mask, t, self.cfg.temporal_window)  # (B, 1, T, T)
         for block in self.blocks:
             if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, time_mask, use_reentrant=False)  # (B, T, N, D)
+                x = checkpoint(block, x, time_mask, mask, use_reentrant=False)  # (B, T, N, D)
             else:
-                x = block(x, time_mask)  # (B, T, N, D)
+                x = block(x, time_mask, mask)  # (B, T, N, D)
         out = self.norm(x[:, :, 0])  # (B, T, D)
         return torch.where(mask[..., None], out, self.missing.to(out.dtype))  # (B, T, D)
