@@ -4,12 +4,13 @@
     python benchmarks/bench_model.py --threads 2 --repeats 5 --models avdetect-tiny
 
 For every model: parameters (total / trainable), then for one window of ``--seconds``
-(default 20 s = 500 frames, batch 1, random weights and inputs) the median time of the
-forward pass (eval, no grad) and of forward + losses + backward (train mode). Ratios printed:
+(default 20 s = 500 frames, batch 1, random weights and inputs) the best and the median time
+of the forward pass (eval, no grad) and of forward + losses + backward (train mode). Ratios printed:
 the real-time factor (window seconds / compute seconds, > 1 is faster than real time), and
 the brief's check for ``avdetect-tiny``: forward + backward on 2 x 4 s clips.
 Reference point (DESIGN.md §5, measured earlier on these 2 CPU cores, not in this run):
-BA-TFD's model forward on one 512-frame window of 96x96 frames takes about 17 s.
+BA-TFD's model forward on one 512-frame window of 96x96 frames takes about 17 s; the
+"vs BA-TFD" column scales that to the window timed here (ratio > 1: faster than BA-TFD).
 Figures on a shared machine are noisy: compare numbers from the same run.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from avdetect.faces.crops import FACE_SIZE, MOUTH_SIZE  # noqa: E402
 from avdetect.models import DetectorTargets, compute_losses, create_model  # noqa: E402
 from avdetect.timegrid import FPS, SAMPLES_PER_FRAME  # noqa: E402
 
-BATFD_FORWARD_S = 17.0  # DESIGN.md §5, 512-frame window, these CPUs
+BATFD_FORWARD_S = 17.0  # DESIGN.md §5, one 512-frame (20.48 s) window, these CPUs
+BATFD_WINDOW_S = 20.48
 
 
 def make_inputs(model, batch: int, frames: int, device) -> dict:
@@ -47,7 +49,8 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(fn, device, repeats: int) -> float:
+def time_it(fn, device, repeats: int) -> tuple[float, float]:
+    """(best, median) seconds over ``repeats`` runs after one warm-up run."""
     fn()  # warm-up (allocations, kernel selection)
     _sync(device)
     times = []
@@ -56,7 +59,7 @@ def time_it(fn, device, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times), statistics.median(times)
 
 
 def bench(name: str, device: torch.device, seconds: float, batch: int, repeats: int, amp: bool) -> dict:
@@ -80,10 +83,12 @@ def bench(name: str, device: torch.device, seconds: float, batch: int, repeats: 
         loss.backward()
         model.zero_grad(set_to_none=True)
 
+    fwd_best, fwd_median = time_it(forward, device, repeats)
+    bwd_best, bwd_median = time_it(forward_backward, device, repeats)
     result = {"model": name, "device": str(device), "frames": frames, "batch": batch,
               "params": model.num_parameters(), "trainable": model.num_parameters(trainable_only=True),
-              "forward_s": time_it(forward, device, repeats),
-              "forward_backward_s": time_it(forward_backward, device, repeats)}
+              "forward_s": fwd_best, "forward_median_s": fwd_median,
+              "forward_backward_s": bwd_best, "forward_backward_median_s": bwd_median}
     if device.type == "cuda":
         result["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
@@ -114,20 +119,22 @@ def main() -> int:
     runs = [(name, torch.device("cpu"), False) for name in args.models]
     if torch.cuda.is_available() and not args.no_gpu:
         runs += [(name, torch.device("cuda"), args.amp) for name in ["avdetect-small", "avdetect-base"]]
-    print(f"\ntime per {args.seconds:g} s window")
-    print(f"  {'model':16s} {'device':6s} {'forward':>9s} {'x real-time':>11s} {'vs BA-TFD':>9s} {'fwd+bwd':>9s} {'x real-time':>11s}")
+    print(f"\ntime per {args.seconds:g} s window: best of {args.repeats} (median in brackets)")
+    print(f"  {'model':16s} {'device':6s} {'forward':>17s} {'x real-time':>11s} {'vs BA-TFD':>9s} "
+          f"{'fwd+bwd':>17s} {'x real-time':>11s}")
     for name, device, amp in runs:
         r = bench(name, device, args.seconds, args.batch, args.repeats, amp)
         window = args.seconds * args.batch
         extra = f"  peak {r['peak_mem_gib']:.1f} GiB" if "peak_mem_gib" in r else ""
-        print(f"  {name:16s} {device.type:6s} {r['forward_s']:8.3f}s {window / r['forward_s']:10.1f}x "
-              f"{BATFD_FORWARD_S / r['forward_s']:8.1f}x {r['forward_backward_s']:8.3f}s "
+        print(f"  {name:16s} {device.type:6s} {r['forward_s']:7.3f}s ({r['forward_median_s']:6.3f}s) "
+              f"{window / r['forward_s']:10.1f}x {BATFD_FORWARD_S * window / BATFD_WINDOW_S / r['forward_s']:8.1f}x "
+              f"{r['forward_backward_s']:7.3f}s ({r['forward_backward_median_s']:6.3f}s) "
               f"{window / r['forward_backward_s']:10.1f}x{extra}")
 
     # the brief's check: tiny forward + backward on 2 clips of 4 s on CPU
     r = bench("avdetect-tiny", torch.device("cpu"), 4.0, 2, args.repeats, False)
-    print(f"\navdetect-tiny, 2 x 4 s on CPU: forward {r['forward_s']:.3f}s, forward+backward "
-          f"{r['forward_backward_s']:.3f}s (target < 2 s)")
+    print(f"\navdetect-tiny, 2 x 4 s on CPU: forward {r['forward_s']:.3f}s ({r['forward_median_s']:.3f}s), "
+          f"forward+backward {r['forward_backward_s']:.3f}s ({r['forward_backward_median_s']:.3f}s) (target < 2 s)")
     return 0
 
 
