@@ -29,6 +29,21 @@ def test_targets_from_segments():
         DetectorTargets.from_segments(5, [[]], [[], []])
 
 
+def test_segments_cut_by_the_window_keep_their_true_edges():
+    # the fake runs from frame -4 to 6 and from 8 to 15, the window holds frames 0..9
+    tg = DetectorTargets.from_segments(10, [[(-4, 6)]], [[(8, 15)]])
+    assert tg.frame_fused[0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1, 1]
+    assert tg.offsets[0, 0].tolist() == [4.5, 5.5]  # the start lies outside the window
+    assert tg.offsets[0, 9].tolist() == [1.5, 5.5]
+    assert tg.boundary[0, 0, 0] < 0.01  # no "start" where the fake merely enters the window
+    assert tg.boundary[0, 8, 0] == 1.0 and tg.boundary[0, 5, 1] == 1.0
+    assert tg.boundary[0, 9, 1] < 0.01
+    # overlapping and touching segments of the two modalities form one fused segment
+    tg = DetectorTargets.from_segments(10, [[(1, 4)]], [[(4, 7)]])
+    assert tg.offsets[0, 1].tolist() == [0.5, 5.5]
+    assert int((tg.boundary[0, :, 0] == 1).sum()) == 1
+
+
 def test_iou_1d_loss():
     assert iou_1d_loss(torch.tensor([2.0, 3.0]), torch.tensor([2.0, 3.0])).item() == pytest.approx(0.0)
     # pred [t-1, t+1], target [t-2, t+2]: IoU = 2 / 4

@@ -19,7 +19,13 @@ from avdetect.timegrid import SAMPLES_PER_FRAME
 
 CPU_MODELS = ["avdetect-tiny", "avdetect-small"]
 
-torch.set_num_threads(1)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The test machine has 2 shared cores: one thread per test process, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", params=CPU_MODELS)

@@ -55,7 +55,12 @@ CATEGORIES = ("RealVideo-RealAudio", "FakeVideo-RealAudio", "RealVideo-FakeAudio
 
 @dataclass
 class DetectorOutput:
-    """What :meth:`AVDetector.forward` returns. Logits are raw (apply sigmoid / softmax)."""
+    """What :meth:`AVDetector.forward` returns. Logits are raw (apply sigmoid / softmax).
+
+    Per-frame values are defined everywhere but only meaningful where the matching mask is
+    ``True``: visual logits on ``visual_mask``, audio logits on ``audio_mask``, the rest on
+    ``frame_mask``. Distances are in frames (40 ms); convert with :mod:`avdetect.timegrid`.
+    """
 
     clip_logits: torch.Tensor  # (B,) real (<0) vs fake (>0)
     category_logits: torch.Tensor  # (B, 4) in CATEGORIES order

@@ -56,9 +56,12 @@ class DetectorTargets:
 
         ``visual_segments[b]`` / ``audio_segments[b]``: ``[(start, end), ...]`` frames
         ``start <= f < end`` manipulated in that modality (convert seconds with
-        :mod:`avdetect.timegrid`). The fused segments are their union. ``lengths[b]``: valid
-        frames of clip ``b`` (default ``n_frames``). ``category`` defaults to the one implied
-        by which modalities have segments.
+        :mod:`avdetect.timegrid`). The fused segments are their union. Segments may reach
+        outside ``[0, n_frames)`` (a window that cuts a segment): frame labels are clipped to
+        the window, but distances and boundary bumps refer to the true edges, so a window
+        never teaches a "start" where the fake merely enters the window. ``lengths[b]``:
+        valid frames of clip ``b`` (default ``n_frames``). ``category`` defaults to the one
+        implied by which modalities have segments inside the window.
         """
         batch = len(visual_segments)
         if len(audio_segments) != batch:
@@ -71,21 +74,23 @@ class DetectorTargets:
         off = np.zeros((batch, t, 2), np.float32)
         lm = np.zeros((batch, t), bool)
         cats = np.zeros(batch, np.int64)
-        idx = np.arange(t, dtype=np.float32)
+        centre = np.arange(t, dtype=np.float32) + 0.5
         for b in range(batch):
             n = t if lengths is None else int(lengths[b])
             lm[b, :n] = True
             for arr, segs in ((fv, visual_segments[b]), (fa, audio_segments[b])):
                 for s, e in segs:
-                    arr[b, max(0, s):min(n, e)] = 1.0
+                    arr[b, max(0, s):max(0, min(n, e))] = 1.0
             ff[b] = np.maximum(fv[b], fa[b])
-            for s, e in _runs(ff[b, :n]):
-                # boundary bumps: start at frame s, end at the last fake frame e - 1
-                bnd[b, :n, 0] = np.maximum(bnd[b, :n, 0], np.exp(-0.5 * ((idx[:n] - s) / sigma) ** 2))
-                bnd[b, :n, 1] = np.maximum(bnd[b, :n, 1], np.exp(-0.5 * ((idx[:n] - (e - 1)) / sigma) ** 2))
-                inside = idx[s:e]
-                off[b, s:e, 0] = inside - s + 0.5  # distance from frame centre to segment start
-                off[b, s:e, 1] = e - inside - 0.5  # ... and to segment end
+            for s, e in _union([*visual_segments[b], *audio_segments[b]]):
+                lo, hi = max(0, s), min(n, e)
+                if lo >= hi:
+                    continue
+                # Gaussian bumps on the first (s) and the last (e - 1) fake frame
+                bnd[b, :n, 0] = np.maximum(bnd[b, :n, 0], np.exp(-0.5 * ((centre[:n] - 0.5 - s) / sigma) ** 2))
+                bnd[b, :n, 1] = np.maximum(bnd[b, :n, 1], np.exp(-0.5 * ((centre[:n] - 0.5 - (e - 1)) / sigma) ** 2))
+                off[b, lo:hi, 0] = centre[lo:hi] - s  # frame centre -> segment start
+                off[b, lo:hi, 1] = e - centre[lo:hi]  # frame centre -> segment end
             has_v, has_a = bool(fv[b].any()), bool(fa[b].any())
             cats[b] = CATEGORIES.index(
                 {(False, False): "RealVideo-RealAudio", (True, False): "FakeVideo-RealAudio",
@@ -101,11 +106,15 @@ class DetectorTargets:
         )
 
 
-def _runs(x: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open ``[start, end)`` runs of non-zero values in a 1-D array."""
-    pad = np.concatenate([[0], (x > 0).astype(np.int8), [0]])
-    d = np.diff(pad)
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+def _union(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge overlapping or touching half-open ``[start, end)`` intervals."""
+    merged: list[list[int]] = []
+    for s, e in sorted((int(s), int(e)) for s, e in segments if e > s):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return [(s, e) for s, e in merged]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
