@@ -305,6 +305,9 @@ def test_wav2vec2_loads_from_local_folder_offline(tmp_path, no_network):
     # the folder is now broken: a clear error, no download attempt
     with pytest.raises(CheckpointError, match="w2v"):
         create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "w2v")})
+    (tmp_path / "w2v" / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="cannot load wav2vec2"):
+        create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "w2v")})
     with pytest.raises(CheckpointError, match="no config.json"):
         create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "absent")})
 

@@ -47,9 +47,11 @@ def _build_wav2vec2(cfg: AudioConfig):
         folder = Path(cfg.pretrained_dir).expanduser()
         if not (folder / "config.json").is_file():
             raise CheckpointError("not a local wav2vec2 folder (no config.json); nothing is downloaded", folder)
+        from safetensors import SafetensorError
+
         try:
             model = Wav2Vec2Model.from_pretrained(str(folder), local_files_only=True, **extra)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SafetensorError) as err:
             raise CheckpointError(f"cannot load wav2vec2 weights: {str(err).splitlines()[0]}", folder) from err
         logger.info("loaded wav2vec2 from %s (%d layers, hidden %d)", folder,
                     model.config.num_hidden_layers, model.config.hidden_size)
