@@ -24,8 +24,8 @@ def key_mask_to_attn_mask(key_mask: torch.Tensor | None, n_queries: int, window:
         n_queries: ``Tq``; queries and keys share the time axis (query ``i`` is frame ``i``).
         window: if given, query ``i`` only sees keys ``j`` with ``|i - j| <= window``.
     """
-    if key_mask is None and window is None:
-        return None
+    if window is None and (key_mask is None or bool(key_mask.all())):
+        return None  # nothing to mask: lets SDPA take its fastest path
     mask = None
     if key_mask is not None:
         mask = key_mask[:, None, None, :].expand(-1, 1, n_queries, -1)  # (B, 1, Tq, Tk)

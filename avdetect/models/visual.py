@@ -40,7 +40,10 @@ class SpaceTimeBlock(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
-        self.pos_t = nn.Conv1d(dim, dim, 3, padding=1, groups=dim)  # conditional (relative) position
+        # depthwise conv over time, kernel 3 (a relative, "conditional" position cue)
+        self.pos_t_weight = nn.Parameter(torch.zeros(3, dim))
+        self.pos_t_bias = nn.Parameter(torch.zeros(dim))
+        nn.init.normal_(self.pos_t_weight, std=0.2)
         self.norm_t = nn.LayerNorm(dim)
         self.qkv_t = nn.Linear(dim, 3 * dim)
         self.out_t = nn.Linear(dim, dim)
@@ -52,8 +55,9 @@ class SpaceTimeBlock(nn.Module):
     def forward(self, x: torch.Tensor, time_mask: torch.Tensor | None, frame_mask: torch.Tensor) -> torch.Tensor:
         b, _, n, _ = x.shape
         # depthwise conv along time (invalid frames as zeros): translation-equivariant position cue
-        y = rearrange(x * frame_mask[:, :, None, None].to(x.dtype), "b t n d -> (b n) d t")  # (B*N, D, T)
-        x = x + rearrange(self.pos_t(y), "(b n) d t -> b t n d", b=b)  # (B, T, N, D)
+        y = F.pad(x * frame_mask[:, :, None, None].to(x.dtype), (0, 0, 0, 0, 1, 1))  # (B, T+2, N, D)
+        w = self.pos_t_weight
+        x = x + (y[:, :-2] * w[0] + y[:, 1:-1] * w[1] + y[:, 2:] * w[2] + self.pos_t_bias)  # (B, T, N, D)
         # temporal attention: token position n of every frame attends along time
         q, k, v = rearrange(self.qkv_t(self.norm_t(x)), "b t n (three h e) -> three b (n h) t e",
                             three=3, h=self.heads)  # each (B, N*H, T, E)
