@@ -451,15 +451,15 @@ def test_tiny_overfits_one_batch():
     torch.manual_seed(0)
     m = create_model("avdetect-tiny").train()
     inputs, targets = synthetic_batch(2, 16, seed=0)
-    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
     losses = []
-    for _ in range(10):
+    for _ in range(12):
         loss = compute_losses(m(**inputs), targets, m.config.loss)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    assert losses[-1] < 0.6 * losses[0], losses
 
 
 def test_grad_checkpointing_gives_the_same_gradients():
