@@ -108,7 +108,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, window {args.seconds:g} s, "
-          f"batch {args.batch}, median of {args.repeats}")
+          f"batch {args.batch}, {args.repeats} timed runs after one warm-up")
 
     print("\nparameters")
     for name in ["avdetect-tiny", "avdetect-small", "avdetect-base"]:
