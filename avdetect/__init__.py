@@ -18,6 +18,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "load_media": ("avdetect.media", "load_media"),
     "Media": ("avdetect.media", "Media"),
+    "create_model": ("avdetect.models", "create_model"),
+    "list_models": ("avdetect.models", "list_models"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

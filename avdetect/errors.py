@@ -77,3 +77,8 @@ class DataFormatError(AVDetectError):
 # --- synth (issue 3) ---------------------------------------------------------------------
 class SynthError(AVDetectError):
     """The synthetic benchmark generator could not render or write a clip."""
+
+
+# --- model inputs (issue 4: models) ----------------------------------------------------
+class ModelInputError(AVDetectError):
+    """Tensors given to a model do not follow its input contract (shapes, dtypes, lengths)."""

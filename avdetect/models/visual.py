@@ -1,0 +1,139 @@
+"""VisualEncoder: a video transformer over mouth (and optional face) crops, one vector per frame.
+
+Design (TimeSformer-style divided attention, sized by :class:`VisualConfig`):
+
+* crops ``(B, T, 3, H, W)`` (uint8 0..255 or float 0..1) are resized inside the model to
+  the configured internal resolution and normalised with ImageNet mean/std;
+* a tubelet embedding (``Conv3d`` with kernel ``(tubelet, p, p)``, stride ``(1, p, p)``)
+  turns each frame into ``N`` patch tokens that already see ``tubelet`` neighbouring frames
+  (lip motion), so the output stays on the 25 Hz grid;
+* every frame gets a CLS token; mouth and face tokens of a frame share the spatial attention;
+* each block adds a depthwise temporal convolution (a relative, "conditional" position cue),
+  then does temporal attention (every token position attends along time, invalid frames
+  masked out as keys, optional local window), spatial attention within the frame, and an MLP;
+* there is deliberately no absolute time embedding: the encoder is translation-equivariant
+  in time (up to window edges), so the lip-sync head cannot match audio and video by
+  position and has to match them by content;
+* the per-frame output is the normed CLS token projected to ``dim``; invalid frames (no
+  face) are replaced by a learned "missing" vector. Invalid frames' pixels are zeroed before
+  the tubelet embedding, so their content never influences any output.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from avdetect.models.config import VisualConfig
+from avdetect.models.layers import MLP, Attention, key_mask_to_attn_mask, masked_attention
+
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class SpaceTimeBlock(nn.Module):
+    """Divided space-time attention block over tokens ``(B, T, N, D)``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        # depthwise conv over time, kernel 3 (a relative, "conditional" position cue)
+        self.pos_t_weight = nn.Parameter(torch.zeros(3, dim))
+        self.pos_t_bias = nn.Parameter(torch.zeros(dim))
+        nn.init.normal_(self.pos_t_weight, std=0.2)
+        self.norm_t = nn.LayerNorm(dim)
+        self.qkv_t = nn.Linear(dim, 3 * dim)
+        self.out_t = nn.Linear(dim, dim)
+        self.norm_s = nn.LayerNorm(dim)
+        self.attn_s = Attention(dim, heads, dropout=dropout)
+        self.norm_m = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
+
+    def forward(self, x: torch.Tensor, time_mask: torch.Tensor | None, frame_mask: torch.Tensor) -> torch.Tensor:
+        b, _, n, _ = x.shape
+        # depthwise conv along time (invalid frames as zeros): translation-equivariant position cue
+        y = F.pad(x * frame_mask[:, :, None, None].to(x.dtype), (0, 0, 0, 0, 1, 1))  # (B, T+2, N, D)
+        w = self.pos_t_weight
+        x = x + (y[:, :-2] * w[0] + y[:, 1:-1] * w[1] + y[:, 2:] * w[2] + self.pos_t_bias)  # (B, T, N, D)
+        # temporal attention: token position n of every frame attends along time
+        q, k, v = rearrange(self.qkv_t(self.norm_t(x)), "b t n (three h e) -> three b (n h) t e",
+                            three=3, h=self.heads)  # each (B, N*H, T, E)
+        y = masked_attention(q, k, v, time_mask, self.dropout if self.training else 0.0)  # (B, N*H, T, E)
+        x = x + self.out_t(rearrange(y, "b (n h) t e -> b t n (h e)", n=n))  # (B, T, N, D)
+        # spatial attention within each frame
+        y = rearrange(self.norm_s(x), "b t n d -> (b t) n d")  # (B*T, N, D)
+        x = x + rearrange(self.attn_s(y), "(b t) n d -> b t n d", b=b)  # (B, T, N, D)
+        return x + self.mlp(self.norm_m(x))  # (B, T, N, D)
+
+
+class _CropStem(nn.Module):
+    """Resize + normalise + tubelet patch embedding of one crop stream."""
+
+    def __init__(self, in_size: int, size: int, patch: int, tubelet: int, dim: int):
+        super().__init__()
+        if size % patch:
+            raise ValueError(f"internal crop size {size} is not divisible by patch size {patch}")
+        if tubelet < 1 or tubelet % 2 == 0:
+            raise ValueError(f"tubelet must be a positive odd number of frames, got {tubelet}")
+        self.in_size = in_size
+        self.size = size
+        self.proj = nn.Conv3d(3, dim, kernel_size=(tubelet, patch, patch), stride=(1, patch, patch),
+                              padding=(tubelet // 2, 0, 0))
+        self.n_tokens = (size // patch) ** 2
+        self.pos = nn.Parameter(torch.zeros(1, 1, self.n_tokens, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, crops: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b = crops.shape[0]
+        x = crops.float() / 255.0 if crops.dtype == torch.uint8 else crops.float()
+        x = rearrange(x, "b t c h w -> (b t) c h w")  # (B*T, 3, H, W)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.size)
+        x = (x - self.mean) / self.std
+        x = rearrange(x, "(b t) c h w -> b c t h w", b=b)  # (B, 3, T, S, S)
+        x = x * mask[:, None, :, None, None].to(x.dtype)  # invalid frames -> zeros
+        x = self.proj(x)  # (B, D, T, S/p, S/p)
+        return rearrange(x, "b d t h w -> b t (h w) d") + self.pos  # (B, T, N, D)
+
+
+class VisualEncoder(nn.Module):
+    """Per-frame visual features ``(B, T, dim)`` from mouth (+ optional face) crops."""
+
+    def __init__(self, cfg: VisualConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.mouth_stem = _CropStem(cfg.input_mouth_size, cfg.mouth_size, cfg.patch_size, cfg.tubelet, d)
+        self.face_stem = (_CropStem(cfg.input_face_size, cfg.face_size, cfg.face_patch_size, cfg.tubelet, d)
+                          if cfg.use_face else None)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 1, d))
+        nn.init.trunc_normal_(self.cls, std=0.02)
+        self.blocks = nn.ModuleList(SpaceTimeBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d)
+        self.missing = nn.Parameter(torch.zeros(d))
+        nn.init.normal_(self.missing, std=0.02)
+
+    def forward(self, mouth: torch.Tensor, mask: torch.Tensor, face: torch.Tensor | None = None) -> torch.Tensor:
+        """``mouth`` (B, T, 3, H, W), ``mask`` (B, T) bool valid frames, ``face`` optional."""
+        b, t = mouth.shape[:2]
+        tokens = self.mouth_stem(mouth, mask)  # (B, T, Nm, D)
+        if self.face_stem is not None:
+            if face is None:
+                raise ValueError("this visual encoder was configured with use_face=True but got no face crops")
+            tokens = torch.cat([tokens, self.face_stem(face, mask)], dim=2)  # (B, T, Nm+Nf, D)
+        cls = self.cls.expand(b, t, 1, -1)  # (B, T, 1, D)
+        x = torch.cat([cls, tokens], dim=2)  # (B, T, N, D)
+        time_mask = key_mask_to_attn_mask(mask, t, self.cfg.temporal_window)  # (B, 1, T, T)
+        for block in self.blocks:
+            if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, time_mask, mask, use_reentrant=False)  # (B, T, N, D)
+            else:
+                x = block(x, time_mask, mask)  # (B, T, N, D)
+        out = self.norm(x[:, :, 0])  # (B, T, D)
+        return torch.where(mask[..., None], out, self.missing.to(out.dtype))  # (B, T, D)

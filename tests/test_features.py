@@ -1,0 +1,54 @@
+"""log-mel on the 25 Hz grid: shape contract, agreement with librosa, time alignment."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avdetect.features import HOP_LENGTH, HOPS_PER_FRAME, LOG_FLOOR, N_FFT, log_mel
+from avdetect.timegrid import SAMPLE_RATE, SAMPLES_PER_FRAME
+
+
+def test_four_mel_frames_per_video_frame():
+    wave = torch.randn(3, 7 * SAMPLES_PER_FRAME)
+    assert HOPS_PER_FRAME == 4
+    assert log_mel(wave, 40).shape == (3, 28, 40)
+    assert log_mel(wave[0], 40).shape == (28, 40)
+    # a length that is not a whole number of frames is zero-padded to the next frame
+    assert log_mel(wave[:, :-100], 40).shape == (3, 28, 40)
+    with pytest.raises(ValueError):
+        log_mel(torch.zeros(1, 2, 640))
+
+
+def test_matches_librosa_melspectrogram():
+    import librosa
+
+    rng = np.random.default_rng(0)
+    t = np.arange(5 * SAMPLES_PER_FRAME) / SAMPLE_RATE
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    ref = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=64,
+                                         center=True, pad_mode="constant", power=2.0)  # (64, 4T + 1)
+    ref = np.log(np.maximum(ref, LOG_FLOOR)).T[: 5 * HOPS_PER_FRAME]
+    ours = log_mel(torch.from_numpy(y), 64, normalize=False).numpy()
+    np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=1e-4)
+
+
+def test_mel_frames_are_aligned_with_video_frames():
+    """A click in video frame i shows up in mel frames 4i .. 4i+3 (plus window spill-over)."""
+    n_frames, i = 10, 6
+    wave = torch.zeros(n_frames * SAMPLES_PER_FRAME)
+    centre = i * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME // 2
+    wave[centre - 40: centre + 40] = 1.0
+    energy = log_mel(wave, 40, normalize=False).exp().sum(dim=1)  # (4T,)
+    loud = torch.nonzero(energy > 0.01 * energy.max()).flatten()
+    assert loud.min() >= 4 * i - 1 and loud.max() <= 4 * i + 4
+    assert int(energy.argmax()) in {4 * i + 1, 4 * i + 2}
+
+
+def test_silence_is_floored_and_gradients_flow():
+    wave = torch.zeros(1, 2 * SAMPLES_PER_FRAME, requires_grad=True)
+    out = log_mel(wave, 20, normalize=False)
+    assert torch.allclose(out, torch.full_like(out, float(np.log(LOG_FLOOR))))
+    noisy = (0.1 * torch.randn(1, 2 * SAMPLES_PER_FRAME)).requires_grad_()
+    log_mel(noisy, 20).sum().backward()
+    assert torch.isfinite(noisy.grad).all() and noisy.grad.abs().sum() > 0
