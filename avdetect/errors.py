@@ -82,3 +82,12 @@ class SynthError(AVDetectError):
 # --- model inputs (issue 4: models) ----------------------------------------------------
 class ModelInputError(AVDetectError):
     """Tensors given to a model do not follow its input contract (shapes, dtypes, lengths)."""
+
+
+# --- detect, reports and scans (issue 7: api, report, cli) -----------------------------
+class CheckpointNotFoundError(CheckpointError):
+    """The requested (or default) checkpoint folder is not there."""
+
+
+class ReportError(AVDetectError):
+    """A detection report (dict or JSON file) does not follow the documented schema."""
