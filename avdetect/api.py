@@ -67,6 +67,19 @@ def default_checkpoint_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "checkpoints" / DEFAULT_CHECKPOINT_NAME
 
 
+def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
+    """The checkpoint folder to load (None: the default); :class:`CheckpointNotFoundError` if absent."""
+    path = default_checkpoint_dir() if checkpoint is None else Path(checkpoint)
+    if not path.exists():
+        if checkpoint is None:
+            raise CheckpointNotFoundError(
+                f"the default checkpoint {DEFAULT_CHECKPOINT_NAME} is not installed here: train it with "
+                f"`python recipes/train.py --config recipes/configs/synthetic.yaml` and put it in that folder, "
+                f"set ${CHECKPOINT_ENV}, or pass a checkpoint folder (--checkpoint DIR)", path)
+        raise CheckpointNotFoundError("checkpoint folder does not exist", path)
+    return path
+
+
 @dataclass(frozen=True)
 class DetectOptions:
     """Parameters of one detection run (all recorded in the report's provenance).
@@ -250,15 +263,7 @@ class Detector:
 
         from avdetect.models import AVDetector
 
-        default = checkpoint is None
-        path = default_checkpoint_dir() if default else Path(checkpoint)
-        if not path.exists():
-            if default:
-                raise CheckpointNotFoundError(
-                    f"the default checkpoint {DEFAULT_CHECKPOINT_NAME} is not installed here: train it with "
-                    f"`python recipes/train.py --config recipes/configs/synthetic.yaml` and put it in that folder, "
-                    f"set ${CHECKPOINT_ENV}, or pass a checkpoint folder (--checkpoint DIR)", path)
-            raise CheckpointNotFoundError("checkpoint folder does not exist", path)
+        path = resolve_checkpoint(checkpoint)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AVDetector.from_pretrained(path, map_location=device)
         opts = options or DetectOptions()
