@@ -85,7 +85,8 @@ class DetectOptions:
     """Parameters of one detection run (all recorded in the report's provenance).
 
     threshold: probability at or above which the file, a stream or a segment counts as fake.
-    hop: frames between window starts (None: half the model's window, so every frame is seen twice).
+    hop: frames between window starts (None: three quarters of the model's window, so neighbouring
+        windows overlap by a quarter, which :class:`TrackStitcher` cross-fades).
     max_side: longer side of decoded frames (faces are tracked and cropped at this size).
     min_face_coverage: below this fraction of frames with a face the visual verdict is "unknown".
     min_segment_score: proposals below this confidence are never flagged.
@@ -294,7 +295,7 @@ class Detector:
 
         cfg = self.model.config
         window = int(cfg.window_frames)
-        hop = int(opts.hop or max(1, window // 2))
+        hop = int(opts.hop or max(1, (3 * window) // 4))
         has_video, has_audio = bool(info.has_video), bool(info.has_audio)
         n = info.n_frames if has_video else -(-info.n_samples // SAMPLES_PER_FRAME)
         if n < 1:

@@ -98,7 +98,7 @@ def train_tiny(out_dir: Path, clips: list[tuple[Path, object]], steps: int = 300
         opt.step()
         sched.step()
         if step % 50 == 0 or step == steps - 1:
-            log.info("step %d loss %.3f (%.0f s)", step, float(loss), time.perf_counter() - t0)
+            log.info("step %d loss %.3f (%.0f s)", step, float(loss.detach()), time.perf_counter() - t0)
     model.eval()
     return model.save_pretrained(out_dir)
 
@@ -108,7 +108,9 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
     clips = render_training_clips(out / "clips", args.clips)
