@@ -90,6 +90,7 @@ class DetectOptions:
     max_side: longer side of decoded frames (faces are tracked and cropped at this size).
     min_face_coverage: below this fraction of frames with a face the visual verdict is "unknown".
     min_segment_score: proposals below this confidence are never flagged.
+    min_segment_s: flagged segments are at least this long (shorter blips are model noise).
     max_segments: at most this many flagged segments (best first).
     face_backend: face detector backend name.
     thumbnails: decode one face thumbnail per flagged segment.
@@ -101,7 +102,8 @@ class DetectOptions:
     hop: int | None = None
     max_side: int = 640
     min_face_coverage: float = 0.1
-    min_segment_score: float = 0.1
+    min_segment_score: float = 0.2
+    min_segment_s: float = 0.2
     max_segments: int = 20
     face_backend: str = "opencv"
     thumbnails: bool = True
@@ -410,7 +412,8 @@ class Detector:
         p_clip = max(clip_probs) if clip_probs else 0.0
         p_seg = max((s.visual_score if s.modality == "visual" else s.audio_score if s.modality == "audio"
                      else max(s.visual_score or 0.0, s.audio_score or 0.0)) or 0.0 for s in segments) if segments else 0.0
-        p_fake = max(p_clip, p_seg)
+        # every judged stream counts: a stream verdict "fake" makes the file fake
+        p_fake = max(p_clip, p_seg, v_score or 0.0, a_score or 0.0)
         judged_all = not has_video or visual_ok  # every stream present was examined
         if p_fake >= thr or segments:
             verdict = "fake"
@@ -494,6 +497,8 @@ class Detector:
                 continue
             a, b = int(seconds_to_frames_round(a_s)), int(seconds_to_frames_round(b_s))
             b = max(b, a + 1)
+            if frames_to_seconds(b - a) < opts.min_segment_s - 1e-9:
+                continue
             if fused[a:b].mean() < thr:
                 continue
             # hard dedupe: soft-NMS keeps decayed near-duplicates in its ranked list
@@ -530,7 +535,7 @@ class Detector:
 
     @staticmethod
     def _explain(verdict, p_fake, thr, p_clip, segments, visual, audio) -> str:
-        parts = [f"p(fake) = {p_fake:.2f} against a threshold of {thr:.2f}"]
+        parts = [f"p(fake) = {p_fake:.3f} against a threshold of {thr:.2f}"]
         if segments:
             parts.append(f"{len(segments)} segment(s) flagged, the strongest {segments[0].start_s:.2f}-"
                          f"{segments[0].end_s:.2f} s ({segments[0].modality})")
@@ -611,9 +616,11 @@ class Detector:
     def _forensics(media, opts: DetectOptions, warnings: list[QualityWarning]) -> tuple[list[dict], dict[str, Any]]:
         """Evidence items from :func:`avdetect.forensics.analyze` when that package is importable."""
         info: dict[str, Any] = {"available": False, "ran": [], "skipped": {}, "error": None, "tracks": {}}
-        try:
-            from avdetect import forensics
-        except ImportError:
+        import importlib
+        import importlib.util
+        import sys
+
+        if "avdetect.forensics" not in sys.modules and importlib.util.find_spec("avdetect.forensics") is None:
             info["skipped"] = {"all": "avdetect.forensics is not installed"}
             return [], info
         info["available"] = True
@@ -621,6 +628,7 @@ class Detector:
             info["skipped"] = {"all": "not requested (forensics=False)"}
             return [], info
         try:
+            forensics = importlib.import_module("avdetect.forensics")
             res = forensics.analyze(media, face_track=None)
         except Exception as err:  # recorded in the report and logged, never hidden
             log.warning("%s: forensics failed: %s: %s", media.info.path, type(err).__name__, err)

@@ -91,6 +91,8 @@ def timeline_png(d: dict) -> str:
     ax.grid(alpha=0.25)
     face = _bin_max(np.asarray(tr["face"], dtype=np.float64), step)
     axf.fill_between(t, 0, np.nan_to_num(face), step="mid", color="#555", lw=0)
+    if not np.nansum(face):
+        axf.text(0.5, 0.5, "no face in any frame", transform=axf.transAxes, ha="center", va="center", color="#888", fontsize=8)
     axf.set_yticks([])
     axf.set_ylabel("face", rotation=0, ha="right", va="center", fontsize=9)
     level = _bin_max(_arr(tr["audio_level"]), step)
