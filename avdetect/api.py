@@ -91,6 +91,7 @@ class DetectOptions:
     min_face_coverage: below this fraction of frames with a face the visual verdict is "unknown".
     min_segment_score: proposals below this confidence are never flagged.
     min_segment_s: flagged segments are at least this long (shorter blips are model noise).
+    merge_gap_s: flagged segments closer than this are reported as one.
     max_segments: at most this many flagged segments (best first).
     face_backend: face detector backend name.
     thumbnails: decode one face thumbnail per flagged segment.
@@ -104,6 +105,7 @@ class DetectOptions:
     min_face_coverage: float = 0.1
     min_segment_score: float = 0.2
     min_segment_s: float = 0.2
+    merge_gap_s: float = 0.24
     max_segments: int = 20
     face_backend: str = "opencv"
     thumbnails: bool = True
@@ -485,26 +487,36 @@ class Detector:
     @staticmethod
     def _flag_segments(fused_props: np.ndarray, tracks: dict, vmask: np.ndarray, amask: np.ndarray,
                        opts: DetectOptions) -> list[Segment]:
-        """Proposals whose frames look fake on average (>= threshold), deduplicated, best first."""
+        """Proposals whose frames look fake on average (>= threshold), deduplicated, with
+        neighbours closer than ``merge_gap_s`` joined (one event, not fragments), best first."""
         from avdetect.timegrid import seconds_to_frames_round
 
         thr = opts.threshold
         fused = tracks["fused"].frame
-        kept: list[tuple[int, int, float]] = []
-        out: list[Segment] = []
+        kept: list[list] = []  # [start_frame, end_frame, confidence]
         for conf, a_s, b_s in fused_props:
-            if conf < opts.min_segment_score or len(out) >= opts.max_segments:
+            if conf < opts.min_segment_score:
                 continue
             a, b = int(seconds_to_frames_round(a_s)), int(seconds_to_frames_round(b_s))
             b = max(b, a + 1)
-            if frames_to_seconds(b - a) < opts.min_segment_s - 1e-9:
-                continue
             if fused[a:b].mean() < thr:
                 continue
             # hard dedupe: soft-NMS keeps decayed near-duplicates in its ranked list
             if any(min(b, kb) - max(a, ka) > 0.3 * (max(b, kb) - min(a, ka)) for ka, kb, _ in kept):
                 continue
-            kept.append((a, b, conf))
+            kept.append([a, b, float(conf)])
+        gap = int(seconds_to_frames_round(opts.merge_gap_s))
+        merged: list[list] = []
+        for a, b, conf in sorted(kept):
+            if merged and a - merged[-1][1] <= gap:
+                merged[-1][1] = max(merged[-1][1], b)
+                merged[-1][2] = max(merged[-1][2], conf)
+            else:
+                merged.append([a, b, conf])
+        out: list[Segment] = []
+        for a, b, conf in sorted(merged, key=lambda m: -m[2]):
+            if frames_to_seconds(b - a) < opts.min_segment_s - 1e-9 or len(out) >= opts.max_segments:
+                continue
             vm, am = vmask[a:b], amask[a:b]
             v = float(tracks["visual"].frame[a:b][vm].mean()) if vm.any() else None
             au = float(tracks["audio"].frame[a:b][am].mean()) if am.any() else None

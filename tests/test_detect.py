@@ -413,7 +413,7 @@ def _lines_tolerant(path: Path) -> list[dict]:
     return out
 
 
-def test_cli_scan_survives_kill(checkpoint, fake_clip, work):
+def test_cli_scan_survives_kill(checkpoint, fake_clip, work, capsys):
     """SIGKILL the scan after its first result; the rerun does the rest, redoing nothing."""
     folder = _scan_dir(work, fake_clip)
     out = work / "scan_kill.jsonl"
@@ -433,18 +433,21 @@ def test_cli_scan_survives_kill(checkpoint, fake_clip, work):
         proc.wait()
     first = [r["file"] for r in _lines_tolerant(out)]
     assert 1 <= len(first) <= 4
-    r = avdetect_cli("-q", "scan", str(folder), "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics")
-    assert r.returncode == 0, r.stderr
-    assert f"{len(first)} already done" in r.stdout
+    from avdetect.cli import main
+
+    rc = main(["-q", "scan", str(folder), "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics"])
+    assert rc == 0
+    assert f"{len(first)} already done" in capsys.readouterr().out
     files = [x["file"] for x in _lines_tolerant(out)]
     assert sorted(files) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]  # each exactly once
 
 
-def test_cli_demo(checkpoint, work):
+def test_cli_demo(checkpoint, work, capsys):
+    from avdetect.cli import main
+
     out = work / "demo"
-    r = avdetect_cli("-q", "demo", "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics")
-    assert r.returncode == 0, r.stderr
-    assert "best IoU" in r.stdout
+    assert main(["-q", "demo", "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics"]) == 0
+    assert "best IoU" in capsys.readouterr().out
     for name in ("demo.mp4", "truth.json", "report.json", "report.html", "report.vtt", "report.csv"):
         assert (out / name).stat().st_size > 0, name
 
