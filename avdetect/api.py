@@ -40,7 +40,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from avdetect import __version__
-from avdetect.errors import CheckpointError, CheckpointNotFoundError, ConfigError, MediaError
+from avdetect.errors import CheckpointNotFoundError, ConfigError, MediaError
 from avdetect.localization import ProposalConfig, ScoreTrack, TrackStitcher, propose
 from avdetect.media import load_media, sha256_file
 from avdetect.report.model import (DetectionReport, ModalityResult, Provenance, QualityWarning, Segment,

@@ -32,9 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avdetect.media import ffmpeg_exe, load_media  # noqa: E402
 
 
-def time_ffmpeg_null(path: str) -> float:
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def time_ffmpeg_null(path: str, cpu: list | None = None) -> float:
+    t, c = time.perf_counter(), _children_cpu()
     subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", path, "-f", "null", "-"], check=True)
+    if cpu is not None:
+        cpu.append(_children_cpu() - c)
     return time.perf_counter() - t
 
 
@@ -121,12 +128,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         det, note = make_detector(args.checkpoint, args.model, args.threads, tmp)
         det.detect(args.file)  # warm-up (first-call allocations, Haar cascade load)
-        ff, ours, stages = [], [], None
+        ff, ours, ff_cpu, ours_cpu, stages = [], [], [], [], None
         for _ in range(args.repeat):  # interleaved, so machine load hits both alike
-            ff.append(time_ffmpeg_null(args.file))
-            t = time.perf_counter()
+            ff.append(time_ffmpeg_null(args.file, ff_cpu))
+            t, c = time.perf_counter(), time.process_time() + _children_cpu()
             r = det.detect(args.file)
             ours.append(time.perf_counter() - t)
+            ours_cpu.append(time.process_time() + _children_cpu() - c)  # python threads + ffmpeg children
             stages = r.provenance.stage_seconds
     t_ff, t_ours = statistics.median(ff), statistics.median(ours)
     print(f"model                  : {det.model.config.name}{note}")
@@ -134,6 +142,9 @@ def main() -> None:
     print(f"detect (whole)         : {t_ours:7.2f} s   stages: {stages}")
     print(f"ratio detect / ffmpeg  : {t_ours / t_ff:7.2f}   (target <= 3 on 720p 25 fps)")
     print(f"real-time factor       : {media.duration / t_ours:7.2f}x  (target >= 5x)")
+    c_ff, c_ours = statistics.median(ff_cpu), statistics.median(ours_cpu)
+    print(f"CPU seconds (less load-sensitive): ffmpeg {c_ff:.2f}, detect {c_ours:.2f} (incl. its ffmpeg children), "
+          f"ratio {c_ours / c_ff:.2f}, {media.duration / c_ours:.2f} media-seconds per CPU-second")
     if args.long:
         with tempfile.TemporaryDirectory() as tmp:
             for minutes in sorted({1.0, args.long}):

@@ -117,11 +117,9 @@ def test_schema_validates_and_round_trips(fake_report):
     d = json.loads(json.dumps(fake_report.to_dict()))
     assert report_errors(d) == []
     validate_report(d)  # jsonschema when installed, else the built-in validator
-    try:
-        import jsonschema  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    import importlib.util
+
+    if importlib.util.find_spec("jsonschema") is not None:
         validate_report(d, use_jsonschema=True)
     assert DetectionReport.from_dict(d).to_dict() == d
 

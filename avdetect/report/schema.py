@@ -93,12 +93,9 @@ def validate_report(data: Any, path: str | None = None, use_jsonschema: bool | N
     validator; True / False force one.
     """
     if use_jsonschema is None:
-        try:
-            import jsonschema  # noqa: F401
-        except ImportError:
-            use_jsonschema = False
-        else:
-            use_jsonschema = True
+        import importlib.util
+
+        use_jsonschema = importlib.util.find_spec("jsonschema") is not None
     if use_jsonschema:
         import jsonschema
 
