@@ -494,3 +494,14 @@ def test_trained_real_clip_has_no_confident_segment(trained, work):
     render_clip(path, ClipSpec(seed=950, duration=5.0, size=256, crf=23, manipulation=Manipulation(kind="real")))
     r = trained.detect(path, thumbnails=False)
     assert not [s for s in r.segments if s.score >= 0.5], r.summary()
+
+
+@pytest.mark.slow
+def test_scan_two_workers(checkpoint, fake_clip, work):
+    from avdetect.scan import scan
+
+    folder = _scan_dir(work, fake_clip)
+    out = work / "scan_workers.jsonl"
+    s = scan(folder, out, workers=2, checkpoint=checkpoint, forensics=False, thumbnails=False)
+    assert (s.done, s.ok, s.failed) == (4, 3, 1)
+    assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
