@@ -28,6 +28,7 @@ frame (the score tracks):
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -154,6 +155,12 @@ class _FaceStream:
             self.last_track = part
             self._parts.append(part)
             self.end = b
+
+    def close(self) -> None:
+        """Stop the decoder (the face generator's cleanup kills its ffmpeg)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
     def window(self, a: int, b: int):
         """(mouth (n, 96, 96, 3), face (n, 128, 128, 3) or None, valid (n,)) for frames [a, b)."""
@@ -324,9 +331,12 @@ class Detector:
         from tqdm import tqdm
 
         starts = _window_starts(n, window, hop)
-        bar = tqdm(total=n, unit="frame", desc=Path(info.path).name[:30], disable=quiet, leave=False)
         done_to = 0
-        with torch.inference_mode():
+        with torch.inference_mode(), contextlib.ExitStack() as stack:
+            if faces is not None:
+                stack.callback(faces.close)  # stops the decoder, also on errors
+            bar = stack.enter_context(tqdm(total=n, unit="frame", desc=Path(info.path).name[:30], disable=quiet,
+                                           leave=False))
             for s in starts:
                 e = min(n, s + window)
                 length = e - s
@@ -375,7 +385,6 @@ class Detector:
                     cat_probs.append(torch.softmax(out.category_logits[0].float(), dim=-1).cpu().numpy())
                 bar.update(e - done_to if e > done_to else 0)
                 done_to = max(done_to, e)
-        bar.close()
         stages["model"] = t_model
         if faces is not None:
             stages["decode_faces"] = faces.seconds
