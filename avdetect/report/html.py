@@ -87,7 +87,7 @@ def timeline_png(d: dict) -> str:
     ax.axhline(d["threshold"], color="#555", ls="--", lw=0.8, label=f"threshold {d['threshold']:.2f}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("p(manipulated)")
-    ax.legend(loc="upper right", fontsize=8, ncol=5, framealpha=0.9)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=5, frameon=False)  # above the plot
     ax.grid(alpha=0.25)
     face = _bin_max(np.asarray(tr["face"], dtype=np.float64), step)
     axf.fill_between(t, 0, np.nan_to_num(face), step="mid", color="#555", lw=0)
