@@ -91,3 +91,7 @@ class CheckpointNotFoundError(CheckpointError):
 
 class ReportError(AVDetectError):
     """A detection report (dict or JSON file) does not follow the documented schema."""
+
+
+class ScanError(AVDetectError):
+    """A corpus scan had to stop (e.g. a worker process died); what was written is kept."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avdetect.errors import AVDetectError, ConfigError
+from avdetect.errors import AVDetectError, ConfigError, ScanError
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def scan(directory: str | Path, out: str | Path, workers: int = 1, checkpoint: s
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
 
             if detector is not None:
                 raise ConfigError("a loaded detector can only be used with workers=1")
@@ -191,8 +192,14 @@ def scan(directory: str | Path, out: str | Path, workers: int = 1, checkpoint: s
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                      initargs=(ckpt, device, options, 1)) as pool:
                 futures = [pool.submit(_worker_run, rel, str(p)) for rel, p in todo]
-                for fut in as_completed(futures):
-                    take(fut.result())
+                try:
+                    for fut in as_completed(futures):
+                        take(fut.result())
+                except BrokenProcessPool as err:
+                    # which file killed the worker is unknown: stop, keep every line written so far
+                    raise ScanError(f"a worker process died ({err}); {summary.done} results were written, "
+                                    f"{len(todo) - summary.done} files are left: run the same command again to "
+                                    "resume (or with --workers 1 to find the file that crashes)", out) from None
     finally:
         bar.close()
         writer.close()
