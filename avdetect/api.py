@@ -98,6 +98,7 @@ class DetectOptions:
     thumbnails: decode one face thumbnail per flagged segment.
     forensics: run :func:`avdetect.forensics.analyze` when that package is importable.
     audio_chunk_s: seconds of audio decoded at a time.
+    prefetch: track faces in a background thread, one window ahead of the model (two cores busy).
     """
 
     threshold: float = 0.5
@@ -112,6 +113,7 @@ class DetectOptions:
     thumbnails: bool = True
     forensics: bool = True
     audio_chunk_s: float = 60.0
+    prefetch: bool = True
 
     def validate(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -126,6 +128,69 @@ class DetectOptions:
 
 # ---------------------------------------------------------------------------------------
 # streaming buffers
+class _Prefetch:
+    """Run an iterator in a background thread, ``depth`` items ahead, so that face tracking
+    (OpenCV, which releases the GIL) overlaps the model (torch, likewise) on another core.
+    Exceptions are re-raised in the consumer; :meth:`close` stops and joins the thread."""
+
+    _DONE = object()
+
+    def __init__(self, iterator: Iterator, depth: int = 2):
+        import queue
+        import threading
+
+        self._it = iterator
+        self._q: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="avdetect-faces", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        try:
+            for item in self._it:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            else:
+                self._q.put(self._DONE)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._q.put(err)
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()  # the generator's cleanup kills its ffmpeg
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._q.get()
+        if item is self._DONE:
+            self._q.put(self._DONE)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.1)  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 class _FaceStream:
     """Pulls :class:`FaceTrack` chunks and serves any frame range at or after the last drop."""
 
@@ -317,7 +382,8 @@ class Detector:
             from avdetect.faces import FaceTracker
 
             tracker = FaceTracker(backend=opts.face_backend, crops=True)
-            faces = _FaceStream(tracker.iter_windows(media, window=hop), n, keep_face=bool(cfg.visual.use_face))
+            chunks = tracker.iter_windows(media, window=hop)
+            faces = _FaceStream(_Prefetch(chunks) if opts.prefetch else chunks, n, keep_face=bool(cfg.visual.use_face))
         audio = _AudioStream(media, opts.audio_chunk_s) if has_audio else None
         audio_frames = min(n, -(-info.n_samples // SAMPLES_PER_FRAME)) if has_audio else 0
         audio_mask_all = np.arange(n) < audio_frames

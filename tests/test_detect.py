@@ -175,6 +175,36 @@ def test_audio_chunks_match_whole_decode(fake_clip):
         assert len(stream.buf) <= 100 * 640 + 16000  # one window plus one chunk at most
 
 
+def test_prefetch_passes_items_errors_and_stops_early():
+    from avdetect.api import _Prefetch
+
+    assert list(_Prefetch(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing():
+        yield 1
+        raise ValueError("decoder broke")
+
+    it = _Prefetch(failing())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="decoder broke"):
+        next(it)
+    closed = []
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.append(True)  # the generator's cleanup runs (it kills ffmpeg in detect)
+
+    it = _Prefetch(endless(), depth=1)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed == [True] and not it._thread.is_alive()
+
+
 def test_hop_changes_little(detector, fake_clip, fake_report):
     """Stitching windows every 30 or every 50 frames gives close tracks (window edges are down-weighted)."""
     other = detector.detect(fake_clip[0], hop=50, thumbnails=False)
