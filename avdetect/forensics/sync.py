@@ -306,7 +306,7 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
                      f"({'audio late' if off_ms > 0 else 'audio early' if off_ms < 0 else 'no shift'}); "
                      + ("natural speech lies within about -60..+140 ms" if dev == 0 else "this is outside the natural -60..+140 ms range")
                      + (f", confidence {track.clip_confidence:.2f}" if trust >= 0.5 else f", but the confidence is low ({track.clip_confidence:.2f})")),
-        strength=squash(dev, 0.1, 0.3) * trust,
+        strength=(squash(dev, 0.15, 0.3) if dev > 0 else 0.0) * trust * min(1.0, n_judged / 12),
         reliability=RELIABILITY,
     ))
     flags = frame_score >= 0.5
