@@ -160,7 +160,7 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
     # band energies relative to the frame's total (the envelope's shape, not its level)
     shape = af.bands - af.log_energy[:, None]
     spec_feats = np.column_stack([shape, af.centroid / 1000.0, af.rolloff / 1000.0])
-    spec_floor = np.r_[np.full(N_BANDS, 0.3), 0.1, 0.2]
+    spec_floor = np.r_[np.full(N_BANDS, 0.5), 0.15, 0.3]
     s_spec = change_scores(spec_feats, speech, w, floor=spec_floor)
     # noise floor and DC over non-speech frames
     quiet = ~speech
