@@ -102,8 +102,14 @@ LOOP_S = 24.0
 
 
 def _loop(src, dst, seconds=LOOP_S):
-    run_ffmpeg("-stream_loop", "-1", "-i", str(src), "-t", f"{seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-               "-crf", "18", "-c:a", "aac", "-b:a", "128k", "-ar", "16000", "-ac", "1", str(dst))
+    """``src`` repeated to ``seconds`` with the concat filter, which keeps every copy's audio and
+    video together (``-stream_loop`` lets AAC priming accumulate: the audio drifts per loop)."""
+    n = int(np.ceil(seconds / load_media(src).duration))
+    inputs = [a for _ in range(n) for a in ("-i", str(src))]
+    streams = "".join(f"[{i}:v:0][{i}:a:0]" for i in range(n))
+    fc = f"{streams}concat=n={n}:v=1:a=1[v][a0];[a0]aresample=16000,aformat=channel_layouts=mono[a]"
+    run_ffmpeg(*inputs, "-filter_complex", fc, "-map", "[v]", "-map", "[a]", "-t", f"{seconds}", "-r", "25",
+               "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac", "-b:a", "128k", str(dst))
 
 
 def _with_audio(video, dst, filter_complex, extra_inputs=()):

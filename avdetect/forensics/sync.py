@@ -43,7 +43,8 @@ from avdetect.timegrid import FPS, frames_to_seconds
 
 log = logging.getLogger(__name__)
 
-MAX_LAG = 15  # frames (+-0.6 s)
+MAX_LAG = 15  # frames (+-0.6 s) searched per window, around the clip's offset
+GLOBAL_MAX_LAG = 20  # frames (+-0.8 s) searched for the whole-clip offset
 WINDOW_S = 2.0
 HOP_S = 0.5
 N_COMPONENTS = 10
@@ -69,11 +70,11 @@ class SyncScorer(Protocol):
     def fit(self, mouth: np.ndarray, valid: np.ndarray, envelope: np.ndarray, speech: np.ndarray) -> None: ...
 
     def global_curve(self) -> np.ndarray:
-        """(2 * MAX_LAG + 1,) agreement of mouth and sound at each lag over the whole clip."""
+        """(2 * GLOBAL_MAX_LAG + 1,) agreement of mouth and sound at each lag over the whole clip."""
 
     def window_curve(self, start: int, stop: int) -> tuple[np.ndarray, float]:
-        """(2 * MAX_LAG + 1,) agreement at each lag over frames [start, stop), and the fraction of
-        those frames the scorer could use."""
+        """(2 * MAX_LAG + 1,) agreement over frames [start, stop) at each lag *relative to the clip
+        offset* (index MAX_LAG = the clip offset), and the fraction of frames the scorer could use."""
 
 
 def n_components(n_frames: int, frames_per_weight: int = 8) -> int:
@@ -131,7 +132,7 @@ def _ridge_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 class EnvelopeSyncScorer:
     """The training-free scorer: a per-clip, cross-fitted mouth -> speech-envelope regression."""
 
-    def __init__(self, max_lag: int = MAX_LAG, cross_fit: bool = False, frames_per_weight: int = 8):
+    def __init__(self, max_lag: int = GLOBAL_MAX_LAG, cross_fit: bool = False, frames_per_weight: int = 8):
         self.max_lag = max_lag
         self.cross_fit = cross_fit
         self.frames_per_weight = frames_per_weight
@@ -188,7 +189,7 @@ class EnvelopeSyncScorer:
         return self._global if self._global is not None else np.zeros(2 * self.max_lag + 1)
 
     def window_curve(self, start: int, stop: int) -> tuple[np.ndarray, float]:
-        L, T = self.max_lag, len(self.y)
+        L, T = MAX_LAG, len(self.y)
         t = np.arange(start, stop)
         ok = ~np.isnan(self.pred[t])
         curve = np.zeros(2 * L + 1)
@@ -197,15 +198,10 @@ class EnvelopeSyncScorer:
         if len(t) < 10:
             return curve, frac
         p = self.pred[t]
-        for k, lag in enumerate(range(-L, L + 1)):
-            # the prediction is aligned at the clip offset: lag is relative to the absolute shift
-            shift = lag - self.offset
-            tt = t + self.offset + shift
+        for k, rel in enumerate(range(-L, L + 1)):
+            tt = t + self.offset + rel  # the prediction is aligned at the clip offset
             inside = (tt >= 0) & (tt < T)
-            if inside.sum() < 10:
-                curve[k] = 0.0
-                continue
-            curve[k] = _corr(p[inside], self.y[tt[inside]])
+            curve[k] = _corr(p[inside], self.y[tt[inside]]) if inside.sum() >= 10 else 0.0
         return curve, frac
 
 
@@ -250,7 +246,7 @@ def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, spe
     scorer.fit(mouth, valid, speech_env, speech)
     L = MAX_LAG
     g = scorer.global_curve()
-    clip_lag = int(np.argmax(g)) - L
+    clip_lag = int(np.argmax(g)) - (len(g) - 1) // 2
     clip_conf = float(g.max() - np.median(g))
     starts, w = window_starts(T)
     n = len(starts)
@@ -266,9 +262,9 @@ def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, spe
         if not judged[k]:
             continue
         b = int(np.argmax(curve))
-        off[k] = (b - L) / FPS
+        off[k] = (clip_lag + b - L) / FPS
         conf[k] = curve[b] - np.median(curve)
-        at0[k] = curve[clip_lag + L]
+        at0[k] = curve[L]
     flagged = np.zeros(n, bool)
     if judged.sum() >= 1:
         ref = np.median(at0[judged]) if judged.sum() >= 4 else max(0.3, float(np.median(at0[judged])))
