@@ -213,7 +213,9 @@ def test_sync_matrix_on_all_real_clips(looped_clips, tmp_path):
     hits, total, lines = 0, 0, []
     for stem in looped_clips.stems:
         for case in CASES:
-            res, base, span, shift = _run_case(looped_clips, stem, case, tmp_path / f"{stem}_{case}")
+            sub = tmp_path / f"{stem}_{case}"
+            sub.mkdir()
+            res, base, span, shift = _run_case(looped_clips, stem, case, sub)
             total += 1
             if span is not None:
                 ok = _sync_span_iou(res, span) >= 0.5
