@@ -47,9 +47,10 @@ MAX_LAG = 15  # frames (+-0.6 s) searched per window, around the clip's offset
 GLOBAL_MAX_LAG = 20  # frames (+-0.8 s) searched for the whole-clip offset
 WINDOW_S = 2.0
 HOP_S = 0.5
-N_COMPONENTS = 10
+N_COMPONENTS = 6
 N_FOLDS = 5
 RIDGE = 0.05
+HP_FRAMES = 13  # high-pass length (frames, ~0.5 s) for both signals: keeps syllable-rate detail
 MAX_FIT_FRAMES = 20_000  # longer clips: the global fit uses an even subsample of frames
 MIN_VALID = 0.6  # a window needs this fraction of frames with a face
 MIN_SPEECH = 0.3  # ... and this fraction of speech frames to be judged
@@ -93,7 +94,7 @@ def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: in
         idx = np.flatnonzero(valid)
         near = idx[np.clip(np.searchsorted(idx, np.arange(T)), 0, len(idx) - 1)]
         X = X[near]
-    X = highpass(X, FPS).astype(np.float32)
+    X = highpass(X, HP_FRAMES).astype(np.float32)
     fit_rows = np.flatnonzero(valid)
     k = n_components(int(valid.sum()), frames_per_weight)
     if len(fit_rows) > 4000:
@@ -112,7 +113,7 @@ def _envelope(speech_env: np.ndarray) -> np.ndarray:
     if len(speech_env) == 0:
         return speech_env.astype(np.float64)
     energy = np.exp(speech_env - speech_env.max())
-    return highpass(np.log(energy + 1e-3), FPS)
+    return highpass(np.log(energy + 1e-3), HP_FRAMES)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
