@@ -134,6 +134,10 @@ def make_case(looped, other, tmp_path, case: str):
               "aformat=channel_layouts=mono[a1];[0:a]atrim=12,asetpts=N/SR/TB[a2];[a0][a1][a2]concat=n=3:v=0:a=1[a]")
         _with_audio(looped, dst, fc, [other])
         return dst, (9.0, 12.0), None
+    if case == "visual":  # frames of [9, 12) re-rendered: blurred and colour-shifted, audio untouched
+        vf = "gblur=sigma=1.5:enable='between(t,9,12)',eq=saturation=1.25:gamma_r=1.08:enable='between(t,9,12)'"
+        run_ffmpeg("-i", str(looped), "-vf", vf, "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "copy", str(dst))
+        return dst, (9.0, 12.0), None
     if case.startswith("whole"):
         d = float(case[5:])
         if d > 0:  # audio late
@@ -237,3 +241,14 @@ def test_untouched_real_clips_not_flagged_strongly(clip):
     strong = [e.to_dict() for e in res.evidence if e.strength >= 0.5]
     assert not strong, strong
     assert set(res.ran) == set(ANALYSES)
+
+
+def test_visual_change_finds_rerendered_span(looped_clips, tmp_path):
+    """Frames of [9, 12) blurred and colour-shifted: a visual_change span close to it."""
+    if AOC not in looped_clips.stems:
+        pytest.skip("sample clip missing")
+    path, span, _ = make_case(looped_clips.path(AOC), None, tmp_path, "visual")
+    res = analyze(load_media(path), kinds=["visual"])
+    spans = [(e.start_s, e.end_s) for e in res.of_kind("visual_change") if e.strength >= 0.5]
+    assert max([iou(span, s) for s in spans], default=0.0) >= 0.5, [e.to_dict() for e in res.of_kind("visual_change")]
+    assert "visual_change" in res.tracks
