@@ -303,7 +303,7 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
                      f"({'audio late' if off_ms > 0 else 'audio early' if off_ms < 0 else 'no shift'}); "
                      + ("natural speech lies within about -60..+140 ms" if dev == 0 else "this is outside the natural -60..+140 ms range")
                      + (f", confidence {track.clip_confidence:.2f}" if trust >= 0.5 else f", but the confidence is low ({track.clip_confidence:.2f})")),
-        strength=(squash(dev, 0.15, 0.3) if dev > 0 else 0.0) * trust * min(1.0, n_judged / 12),
+        strength=(squash(dev, 0.25, 0.45) if dev > 0 else 0.0) * trust * min(1.0, n_judged / 12),
         reliability=RELIABILITY,
     ))
     flags = frame_score >= 0.5
@@ -330,7 +330,7 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
             value={"window_offset_s": med_off, "clip_offset_s": track.clip_offset_s, "corr_drop": drop,
                    "offset_spread_s": spread, "windows": int(inside.sum())},
             explanation=f"between {t0:.2f} s and {t1:.2f} s {what} while someone speaks: audio replaced, shifted or dubbed in this span",
-            strength=squash(drop, 0.3, 0.6) * (0.6 + 0.4 * min(1.0, inside.sum() / 3)) * (0.5 + 0.5 * squash(track.clip_confidence, 0.05, 0.15)),
+            strength=squash(drop, 0.2, 0.45) * (0.6 + 0.4 * min(1.0, inside.sum() / 3)) * (0.5 + 0.5 * squash(track.clip_confidence, 0.05, 0.15)),
             reliability=RELIABILITY,
         ))
     return ev
