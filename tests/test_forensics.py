@@ -252,3 +252,22 @@ def test_visual_change_finds_rerendered_span(looped_clips, tmp_path):
     spans = [(e.start_s, e.end_s) for e in res.of_kind("visual_change") if e.strength >= 0.5]
     assert max([iou(span, s) for s in spans], default=0.0) >= 0.5, [e.to_dict() for e in res.of_kind("visual_change")]
     assert "visual_change" in res.tracks
+
+
+def test_cli_evidence_table_json_and_errors(tmp_path, capsys):
+    from avdetect.cli import main
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "talk.wav"
+    sf.write(path, _speechlike(6, rng) + 0.003 * rng.standard_normal(6 * SR).astype(np.float32), SR)
+    assert main(["evidence", str(path), "--json", "--no-tracks"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["skipped"]["sync"] == "the file has no video stream" and "tracks" not in out
+    assert all({"kind", "start_s", "end_s", "value", "explanation", "strength", "reliability"} <= set(e) for e in out["evidence"])
+    assert main(["evidence", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "skipped sync: the file has no video stream" in text and "audio_bandwidth" in text
+    assert main(["evidence", str(tmp_path / "missing.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.mp4" in err[0]
+    assert main(["evidence", str(path), "--kinds", "nope"]) == 2

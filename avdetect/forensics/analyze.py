@@ -41,7 +41,7 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
     Returns: a :class:`ForensicsResult`; analyses that cannot run (no audio, no video, no face)
     are listed in ``skipped`` with the reason.
     """
-    wanted = list(ANALYSES) if kinds is None else list(kinds)
+    wanted = list(ANALYSES) if kinds is None else ([kinds] if isinstance(kinds, str) else list(kinds))
     unknown = [k for k in wanted if k not in ANALYSES]
     if unknown:
         raise ConfigError(f"unknown evidence kind(s) {', '.join(unknown)} (choose from {', '.join(ANALYSES)})")
