@@ -37,7 +37,7 @@ def find_blinks(eyes: np.ndarray, valid: np.ndarray) -> list[tuple[int, int]]:
     for s, e in runs(closed):
         if not MIN_FRAMES <= e - s <= MAX_FRAMES or s == 0 or e >= T:
             continue
-        if valid[s - 1] and valid[e] and eyes[s - 1] > 0 and eyes[e] > 0:
+        if valid[s - 1] and valid[e] and eyes[s - 1] != 0 and eyes[e] != 0:  # -1: not looked at, next to an open frame
             out.append((s, e))
     return out
 
@@ -48,7 +48,8 @@ def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
     face_s = valid.sum() / FPS
     if valid.sum() < FPS:
         return [], {}
-    eye_rate = float((ff.eyes[valid] > 0).mean())
+    looked = valid & (ff.eyes >= 0)
+    eye_rate = float((ff.eyes[looked] > 0).mean()) if looked.any() else 0.0
     track = Track(frames_to_seconds(np.arange(T)), {"open_eyes": ff.eyes.astype(np.int8), "face": valid.astype(np.int8)},
                   "open eyes found by the eye detector per frame (runs of 0 between open frames = blinks)")
     if eye_rate < MIN_EYE_RATE:
