@@ -6,7 +6,8 @@ FILE (default: the first real sample clip in ../shared/samples) is repeated with
 concat filter to ``--minutes`` of video (re-encoded once, outside the timing). Then, median of
 ``--repeat`` runs each:
 
-* ``decode + faces``: ``load_media`` + audio decode + face tracking with crops + the per-frame
+* ``decode + face tracking``: the face tracker alone (with crops), what any detector pays;
+* ``decode + faces + features``: ``load_media`` + audio decode + face tracking with crops + the per-frame
   face features (the streaming pass :func:`avdetect.forensics.analyze` makes itself);
 * ``analysis only``: every analysis (container, audio splices, sync, visual, blinks) on
   precomputed features: the cost the evidence adds when a detector has already decoded and
@@ -53,6 +54,7 @@ def main() -> None:
     src = Path(args.file) if args.file else next(iter(sorted(SAMPLES.glob("sadtalker*.mp4"))), None)
     if src is None:
         sys.exit("no input: give FILE (no sample clips found)")
+    from avdetect.faces import FaceTracker
     from avdetect.forensics import analyze
     from avdetect.forensics.analyze import ANALYSES
     from avdetect.forensics.audio import analyze_audio_splices, audio_frame_features, bandwidth_fact
@@ -66,11 +68,16 @@ def main() -> None:
         path = Path(tmp) / "long.mp4"
         make_long(src, args.minutes, path)
         minutes = load_media(path).duration / 60
-        t_null, t_feat, t_ana, t_all = [], [], [], []
+        t_null, t_track, t_feat, t_ana, t_all = [], [], [], [], []
         for _ in range(args.repeat):
             t = time.perf_counter()
             subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"], check=True)
             t_null.append(time.perf_counter() - t)
+
+            t = time.perf_counter()
+            for _w in FaceTracker(crops=True).iter_windows(load_media(path), window=250):
+                pass
+            t_track.append(time.perf_counter() - t)
 
             t = time.perf_counter()
             media = load_media(path)
@@ -98,6 +105,7 @@ def main() -> None:
     print(f"input: {src.name} concatenated to {minutes:.2f} min ({path.suffix}, {load_media(src).info.working_size} px)")
     print(f"{'stage':<34}{'s / min of video':>18}")
     print(f"{'ffmpeg -f null decode (floor)':<34}{med(t_null) / minutes:>18.3f}")
+    print(f"{'decode + face tracking (crops)':<34}{med(t_track) / minutes:>18.3f}")
     print(f"{'decode + faces + features':<34}{med(t_feat) / minutes:>18.3f}")
     print(f"{'analysis only (features given)':<34}{med(t_ana) / minutes:>18.3f}")
     print(f"{'analyze() from the file':<34}{med(t_all) / minutes:>18.3f}")

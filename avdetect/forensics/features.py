@@ -48,7 +48,7 @@ def _masks() -> dict[str, np.ndarray]:
 
 
 _MASKS = _masks()
-EYE_CROP = 104  # face crop side for the eye cascade: eyes are then ~12-30 px
+EYE_CROP = 96  # face crop side for the eye cascade: eyes are then ~10-30 px
 EYE_ROWS = slice(int(0.16 * EYE_CROP), int(0.60 * EYE_CROP))
 
 
@@ -65,7 +65,7 @@ def count_open_eyes(face_rgb: np.ndarray) -> int:
     """Open eyes the Haar eye cascade finds in a face crop (closed eyes are rarely found)."""
     g = cv2.resize(cv2.cvtColor(face_rgb, cv2.COLOR_RGB2GRAY), (EYE_CROP, EYE_CROP), interpolation=cv2.INTER_AREA)[EYE_ROWS]
     lo, hi = int(0.1 * EYE_CROP), int(0.32 * EYE_CROP)
-    return len(_eye_cascade().detectMultiScale(g, 1.2, 3, minSize=(lo, lo), maxSize=(hi, hi)))
+    return len(_eye_cascade().detectMultiScale(g, 1.25, 3, minSize=(lo, lo), maxSize=(hi, hi)))
 
 
 @dataclass
