@@ -4,20 +4,24 @@ Without a trained sync model, how can mouth pixels be compared with sound? We le
 calibrate itself:
 
 1. **Visual features**: the lips region of every mouth crop (32 x 32 luma thumbnail),
-   high-passed over 1 s (lighting drift and slow head motion removed), projected on its first
-   10 principal components, plus their absolute frame-to-frame changes: (T, 20).
+   high-passed over 0.5 s (lighting drift and slow head motion removed, syllable-rate detail
+   kept), projected on its first 6 principal components (fewer on short clips: at least 8
+   frames per regression weight), plus their absolute frame-to-frame changes: (T, 2 k).
 2. **Speech envelope**: log energy of the 200-4000 Hz band per 40 ms frame, floored 30 dB
-   below the loud frames (so that silence is not modelled as detail), high-passed the same way.
-3. **Global offset**: for every lag l in [-15, +15] frames, a ridge regression predicts the
-   envelope at t + l from the mouth at t; its cross-validated correlation (5 contiguous folds,
-   each predicted by a model fitted on the other four: no frame predicts itself) measures how
-   well mouth and sound agree at that lag. The best lag is the whole-clip offset; the height of
-   its peak above the median over lags is the confidence.
-4. **Per-window track**: the out-of-fold prediction at the global offset is a *visual speech
-   envelope*. In every 2 s window (hop 0.5 s) its correlation with the real envelope is
-   computed at every lag: the best lag is the window's offset, its peak over the median is
-   the window's confidence, and the correlation at the clip's own offset says whether the
-   window agrees with the rest of the clip.
+   below the loudest frame (so that silence is not modelled as detail), high-passed the same way.
+3. **Global offset**: for every lag l in [-20, +20] frames, a ridge regression predicts the
+   envelope at t + l from the mouth at t, fitted on the whole clip; the correlation of its
+   prediction with the envelope measures how well mouth and sound agree at that lag. The best
+   lag is the whole-clip offset; the height of its peak above the median over lags is the
+   confidence. The fit is in-sample on purpose: with few weights (<= 12) the overfit lifts
+   every lag about equally, whereas held-out folds are meaningless on looped or repetitive
+   footage (the same frames sit in every fold). ``EnvelopeSyncScorer(cross_fit=True)`` gives
+   5-fold out-of-fold predictions instead.
+4. **Per-window track**: the prediction at the global offset is a *visual speech envelope*.
+   In every 2 s window (hop 0.5 s) its correlation with the real envelope is computed at
+   every lag within +-15 frames of the clip offset: the best lag is the window's offset, its
+   peak over the median is the window's confidence, and the correlation at the clip's own
+   offset says whether the window agrees with the rest of the clip.
 5. **Flags**: a window with speech is out of sync when its correlation at the clip offset
    collapses (far below the clip's typical value) or its best lag jumps away from the clip
    offset with a clear peak. Frames covered mostly by such windows form the reported spans.
@@ -38,7 +42,7 @@ from typing import Protocol
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
-from avdetect.forensics.signals import highpass, runs, squash, close_gaps
+from avdetect.forensics.signals import close_gaps, highpass, runs, squash
 from avdetect.timegrid import FPS, frames_to_seconds
 
 log = logging.getLogger(__name__)
@@ -131,7 +135,7 @@ def _ridge_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 class EnvelopeSyncScorer:
-    """The training-free scorer: a per-clip, cross-fitted mouth -> speech-envelope regression."""
+    """The training-free scorer: a per-clip mouth -> speech-envelope ridge regression (see the module doc)."""
 
     def __init__(self, max_lag: int = GLOBAL_MAX_LAG, cross_fit: bool = False, frames_per_weight: int = 8):
         self.max_lag = max_lag
