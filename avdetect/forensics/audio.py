@@ -9,7 +9,7 @@ offset and a click measure (largest jump between neighbouring samples over the f
 clip's noise floor (10th percentile) and its spectrum is not flat; short gaps are bridged.
 
 **Splice cues**: an inserted or replaced span of audio usually comes from another recording:
-another room (noise floor, reverberation), another microphone or codec (bandwidth, spectral
+another room (noise floor; reverberation is not measured yet), another microphone or codec (bandwidth, spectral
 envelope), another gain chain (level, DC). Two-window change scores (1 s each side) compare
 the spectral features over speech frames, and the noise floor over non-speech frames; peaks
 become change points; two change points whose outside neighbourhoods agree with each other

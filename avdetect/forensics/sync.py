@@ -113,7 +113,7 @@ def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: in
 
 
 def _envelope(speech_env: np.ndarray) -> np.ndarray:
-    """Log speech-band energy floored 30 dB below the clip's loudest frames, high-passed over 1 s."""
+    """Log speech-band energy floored 30 dB below the clip's loudest frames, high-passed over HP_FRAMES."""
     if len(speech_env) == 0:
         return speech_env.astype(np.float64)
     energy = np.exp(speech_env - speech_env.max())
