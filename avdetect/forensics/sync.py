@@ -334,7 +334,9 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
             value={"window_offset_s": med_off, "clip_offset_s": track.clip_offset_s, "corr_drop": drop,
                    "offset_spread_s": spread, "windows": int(inside.sum())},
             explanation=f"between {t0:.2f} s and {t1:.2f} s {what} while someone speaks: audio replaced, shifted or dubbed in this span",
-            strength=squash(drop, 0.2, 0.45) * (0.6 + 0.4 * min(1.0, inside.sum() / 3)) * (0.5 + 0.5 * squash(track.clip_confidence, 0.05, 0.15)),
+            # support: a span seen by one 2 s window alone (e.g. at a clip edge) is weak; a real
+            # manipulated span of >= 0.75 s is covered by several overlapping windows (hop 0.5 s)
+            strength=squash(drop, 0.2, 0.45) * min(1.0, inside.sum() / 3) * (0.5 + 0.5 * squash(track.clip_confidence, 0.05, 0.15)),
             reliability=RELIABILITY,
         ))
     return ev
