@@ -264,6 +264,35 @@ def _run_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# evidence
+def _args_evidence(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="audio or video file")
+    p.add_argument("--json", action="store_true", help="print JSON (evidence, skipped analyses and per-window tracks)")
+    p.add_argument("--kinds", nargs="+", metavar="KIND", help="analyses to run: container audio sync visual blinks (default: all)")
+    p.add_argument("--min-strength", type=float, default=0.0, help="table: hide items weaker than this")
+    p.add_argument("--no-tracks", action="store_true", help="JSON: leave out the per-window tracks")
+
+
+def _run_evidence(args) -> int:
+    from avdetect.forensics import analyze
+    from avdetect.media import load_media
+
+    result = analyze(load_media(args.file), kinds=args.kinds)
+    if args.json:
+        _print_json(result.to_dict(tracks=not args.no_tracks))
+        return EXIT_OK
+    print(f"{result.path}  ({result.duration_s:.2f} s)  ran: {', '.join(result.ran) or 'nothing'}")
+    for name, why in result.skipped.items():
+        if why != "not requested":
+            print(f"  skipped {name}: {why}")
+    print(f"{'strength':>8}  {'kind':<16} {'start_s':>8} {'end_s':>8}  explanation")
+    for e in result.strongest(args.min_strength):
+        span = ("", "") if e.whole_file else (f"{e.start_s:.2f}", f"{e.end_s:.2f}")
+        print(f"{e.strength:8.2f}  {e.kind:<16} {span[0]:>8} {span[1]:>8}  {e.explanation}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 COMMANDS = {
     "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
     "evaluate": (_args_evaluate, _run_evaluate, "score predictions with the LAV-DF / AV-Deepfake1M protocols"),
@@ -271,6 +300,7 @@ COMMANDS = {
     "detect": (_args_detect, _run_detect, "detect and localise manipulations in files; write JSON/HTML/VTT/CSV reports"),
     "scan": (_args_scan, _run_scan, "detect every media file in a folder into a resumable JSON-lines file"),
     "demo": (_args_demo, _run_demo, "render a manipulated synthetic clip, detect it and write all reports"),
+    "evidence": (_args_evidence, _run_evidence, "training-free forensic evidence: AV sync, splices, blinks, container traces"),
 }
 
 

@@ -528,13 +528,86 @@ class Media:
         self.stall_timeout = stall_timeout
         self._audio: np.ndarray | None = None
 
-    # facts -------------------------------------------------------------------------------
-    def __getattr__(self, name):
-        # expose MediaInfo fields as attributes (media.duration, media.n_frames, ...)
-        info = self.__dict__.get("info")
-        if info is not None and hasattr(info, name):
-            return getattr(info, name)
-        raise AttributeError(name)
+    # facts (the rest of MediaInfo is on .info) ------------------------------------------
+    @property
+    def path(self) -> str:
+        """Absolute path of the file."""
+        return self.info.path
+
+    @property
+    def duration(self) -> float:
+        """Seconds, the longest stream's end."""
+        return self.info.duration
+
+    @property
+    def n_frames(self) -> int:
+        """Frames on the 25 fps grid (0 without video)."""
+        return self.info.n_frames
+
+    @property
+    def n_samples(self) -> int:
+        """Mono 16 kHz audio samples (0 without audio)."""
+        return self.info.n_samples
+
+    @property
+    def has_video(self) -> bool:
+        """A decodable video stream is present."""
+        return self.info.has_video
+
+    @property
+    def has_audio(self) -> bool:
+        """A decodable audio stream is present."""
+        return self.info.has_audio
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        """(width, height) of decoded frames."""
+        return self.info.working_size
+
+    @property
+    def source_size(self) -> tuple[int, int]:
+        """(width, height) as displayed, rotation applied."""
+        return self.info.source_size
+
+    @property
+    def source_fps(self) -> float:
+        """Declared frame rate of the source."""
+        return self.info.source_fps
+
+    @property
+    def video_codec(self) -> str | None:
+        """Codec of the video stream."""
+        return self.info.video_codec
+
+    @property
+    def audio_codec(self) -> str | None:
+        """Codec of the audio stream."""
+        return self.info.audio_codec
+
+    @property
+    def source_sample_rate(self) -> int:
+        """Sample rate of the source audio."""
+        return self.info.source_sample_rate
+
+    @property
+    def source_channels(self) -> int:
+        """Channel count of the source audio."""
+        return self.info.source_channels
+
+    @property
+    def variable_frame_rate(self) -> bool:
+        """The source frame rate varies."""
+        return self.info.variable_frame_rate
+
+    @property
+    def streams(self) -> list[StreamInfo]:
+        """The video and audio streams used."""
+        return self.info.streams
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems noticed while inspecting."""
+        return self.info.warnings
 
     def __repr__(self) -> str:
         return (

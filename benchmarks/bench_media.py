@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -29,15 +30,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avdetect.media import ffmpeg_exe, load_media  # noqa: E402
 
 
-def time_ffmpeg_null(path: str) -> float:
-    t = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process plus its reaped children (ffmpeg), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def time_ffmpeg_null(path: str) -> tuple[float, float]:
+    """(wall, cpu) seconds of a plain decode of every stream."""
+    t, c = time.perf_counter(), cpu_seconds()
     subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", path, "-f", "null", "-"], check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, cpu_seconds() - c
 
 
 def run_pipeline(path: str) -> dict:
     from avdetect.faces import FaceTracker
 
+    c = cpu_seconds()
     t = time.perf_counter()
     media = load_media(path)
     t_inspect = time.perf_counter() - t
@@ -45,7 +54,7 @@ def run_pipeline(path: str) -> dict:
     for part in FaceTracker(crops=True).iter_windows(media, window=250):
         valid += int(part.valid.sum())
         frames += len(part)
-    return {"seconds": time.perf_counter() - t, "inspect_s": t_inspect, "frames": frames, "coverage": valid / max(1, frames),
+    return {"seconds": time.perf_counter() - t, "cpu_s": cpu_seconds() - c, "inspect_s": t_inspect, "frames": frames, "coverage": valid / max(1, frames),
             "working_size": list(media.working_size), "duration_s": media.duration}
 
 
@@ -85,15 +94,20 @@ def main() -> None:
     media = load_media(args.file)
     print(f"file: {args.file}  ({media.source_size[0]}x{media.source_size[1]} {media.video_codec} @ {media.source_fps:g} fps, "
           f"{media.duration:.2f} s, working size {media.working_size[0]}x{media.working_size[1]})")
-    ff, ours = [], []
+    ff, ff_cpu, ours, ours_cpu = [], [], [], []
     for _ in range(args.repeat):  # interleaved, so that machine load affects both alike
-        ff.append(time_ffmpeg_null(args.file))
+        wall, cpu = time_ffmpeg_null(args.file)
+        ff.append(wall)
+        ff_cpu.append(cpu)
         r = run_pipeline(args.file)
         ours.append(r["seconds"])
+        ours_cpu.append(r["cpu_s"])
     t_ff, t_ours = statistics.median(ff), statistics.median(ours)
-    print(f"ffmpeg -f null decode     : {t_ff:7.3f} s  (median of {args.repeat})")
-    print(f"load_media + face track   : {t_ours:7.3f} s  (median of {args.repeat}; inspect {r['inspect_s']:.3f} s; coverage {r['coverage']:.3f})")
-    print(f"ratio ours / ffmpeg       : {t_ours / t_ff:7.2f}   (target <= 2.0 on 720p 25 fps)")
+    c_ff, c_ours = statistics.median(ff_cpu), statistics.median(ours_cpu)
+    print(f"ffmpeg -f null decode     : {t_ff:7.3f} s wall, {c_ff:7.3f} s CPU  (median of {args.repeat})")
+    print(f"load_media + face track   : {t_ours:7.3f} s wall, {c_ours:7.3f} s CPU  (inspect {r['inspect_s']:.3f} s; coverage {r['coverage']:.3f})")
+    print(f"ratio ours / ffmpeg       : {t_ours / t_ff:7.2f} wall, {c_ours / c_ff:5.2f} CPU   (target <= 2.0 on 720p 25 fps)")
+    print(f"machine load (1 min avg)  : {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall ratios suffer under load)")
     print(f"speed                     : {r['frames'] / t_ours:7.1f} frames/s, {media.duration / t_ours:.1f}x real time")
 
     if args.long:

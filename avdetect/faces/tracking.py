@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
+COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -228,11 +229,13 @@ class FaceTracker:
         found: list = []
         if search:
             # faces much smaller than the tracked main face are not candidates for the speaker
-            min_face = self.min_face
             if live:
                 biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(luma.shape[:2])
-                min_face = max(min_face, 0.25 * biggest)
-            found = self.backend.detect(image, min_face=min_face)
+                found = self.backend.detect(image, min_face=max(self.min_face, 0.25 * biggest))
+            else:  # coarse to fine: large faces are cheap to find; look for small ones only if none
+                found = self.backend.detect(image, min_face=max(self.min_face, COARSE_MIN_FACE))
+                if not found and COARSE_MIN_FACE > self.min_face:
+                    found = self.backend.detect(image, min_face=self.min_face)
         claimed: set[int] = set()
         for t in sorted(live, key=lambda t: -t.score):
             det, detected = None, True

@@ -1,0 +1,238 @@
+"""Audio frame features (streamed) and audio splice cues.
+
+Per 40 ms frame of the 16 kHz mono track (640 samples, Hann-windowed 1024-point FFT centred on
+the frame): log energy, speech-band log energy (the envelope the sync analysis uses), a coarse
+log spectral envelope (12 bands), spectral centroid, 95 % roll-off (bandwidth), flatness, DC
+offset and a click measure (largest jump between neighbouring samples over the frame's RMS).
+
+**Speech activity**: a frame is speech when its speech-band energy is at least 12 dB above the
+clip's noise floor (10th percentile) and its spectrum is not flat; short gaps are bridged.
+
+**Splice cues**: an inserted or replaced span of audio usually comes from another recording:
+another room (noise floor; reverberation is not measured yet), another microphone or codec (bandwidth, spectral
+envelope), another gain chain (level, DC). Two-window change scores (1 s each side) compare
+the spectral features over speech frames, and the noise floor over non-speech frames; peaks
+become change points; two change points whose outside neighbourhoods agree with each other
+but not with the inside are reported as one suspicious span. Level changes inside speech and
+silences are not flagged by themselves: the spectral and noise features ignore how loud the
+talker speaks, and the noise floor is measured only where nobody speaks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from avdetect.forensics.evidence import Evidence, Track
+from avdetect.forensics.signals import change_scores, close_gaps, moving_average, pick_peaks, runs, squash
+from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_to_seconds
+
+log = logging.getLogger(__name__)
+
+NFFT = 1024
+N_BANDS = 12
+CHUNK_FRAMES = 1500  # 60 s of audio decoded at a time
+SPEECH_BAND = (200.0, 4000.0)
+SPEECH_MARGIN_DB = 12.0
+
+
+@dataclass
+class AudioFrames:
+    """Per-frame audio features on the 25 fps grid (all arrays (T,) unless noted)."""
+
+    log_energy: np.ndarray  # natural log of frame energy
+    speech_env: np.ndarray  # natural log of 200-4000 Hz energy
+    bands: np.ndarray  # (T, N_BANDS) log band energies (dB-like, natural log)
+    centroid: np.ndarray  # Hz
+    rolloff: np.ndarray  # Hz, 95 % of the energy below
+    flatness: np.ndarray  # 0..1
+    dc: np.ndarray  # mean sample value
+    clicks: np.ndarray  # max |x[n+1] - x[n]| / rms
+    speech: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.log_energy)
+
+
+def _band_edges() -> np.ndarray:
+    # log-spaced bands between 100 Hz and 8 kHz
+    return np.geomspace(100.0, SAMPLE_RATE / 2, N_BANDS + 1)
+
+
+def _chunk_features(x: np.ndarray, n_frames: int) -> dict:
+    """Features of ``n_frames`` frames from samples ``x`` (which extend NFFT/2 beyond each side)."""
+    half = (NFFT - SAMPLES_PER_FRAME) // 2
+    idx = np.arange(n_frames)[:, None] * SAMPLES_PER_FRAME + np.arange(NFFT)[None, :]
+    frames = x[idx]  # (n, NFFT): frame i's 640 samples in the middle
+    core = frames[:, half : half + SAMPLES_PER_FRAME]
+    win = np.hanning(NFFT).astype(np.float32)
+    spec = np.abs(np.fft.rfft((frames - frames.mean(1, keepdims=True)) * win, axis=1)) ** 2  # (n, F)
+    freqs = np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)
+    eps = 1e-10
+    total = spec.sum(1) + eps
+    sb = (freqs >= SPEECH_BAND[0]) & (freqs <= SPEECH_BAND[1])
+    edges = _band_edges()
+    bands = np.stack([spec[:, (freqs >= lo) & (freqs < hi)].sum(1) for lo, hi in zip(edges[:-1], edges[1:])], 1)
+    cum = np.cumsum(spec, 1)
+    rolloff = freqs[np.minimum(np.argmax(cum >= 0.95 * cum[:, -1:], axis=1), len(freqs) - 1)]
+    flat = np.exp(np.mean(np.log(spec[:, 1:] + eps), 1)) / (np.mean(spec[:, 1:], 1) + eps)
+    rms = np.sqrt(np.mean(core.astype(np.float64) ** 2, 1)) + 1e-6
+    jumps = np.abs(np.diff(core, axis=1)).max(1)
+    return dict(
+        log_energy=np.log(total), speech_env=np.log(spec[:, sb].sum(1) + eps), bands=np.log(bands + eps),
+        centroid=(spec * freqs).sum(1) / total, rolloff=rolloff, flatness=flat, dc=core.mean(1), clicks=jumps / rms,
+    )
+
+
+def audio_frame_features(media, n_frames: int | None = None) -> AudioFrames:
+    """Per-frame features of ``media``'s audio on the 25 fps grid, decoded 60 s at a time.
+
+    ``n_frames`` defaults to the audio length in frames (the video grid when there is video).
+    """
+    total = media.n_frames if (n_frames is None and media.has_video) else n_frames
+    if total is None:
+        total = int(np.ceil(media.n_samples / SAMPLES_PER_FRAME))
+    half = (NFFT - SAMPLES_PER_FRAME) // 2
+    parts: list[dict] = []
+    cached = getattr(media, "_audio", None)
+    for f0 in range(0, total, CHUNK_FRAMES):
+        n = min(CHUNK_FRAMES, total - f0)
+        s0 = f0 * SAMPLES_PER_FRAME - half
+        s1 = (f0 + n) * SAMPLES_PER_FRAME + (NFFT - SAMPLES_PER_FRAME - half)
+        if cached is not None:
+            src = cached
+            lo, hi = max(0, s0), min(len(src), s1)
+            seg = src[lo:hi]
+        else:
+            lo = max(0, s0)
+            seg = media.read_audio(lo / SAMPLE_RATE, s1 / SAMPLE_RATE)
+        x = np.zeros(s1 - s0, np.float32)
+        x[lo - s0 : lo - s0 + len(seg)] = seg[: s1 - lo]
+        parts.append(_chunk_features(x, n))
+    if not parts:
+        parts = [_chunk_features(np.zeros(NFFT, np.float32), 0)]
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    speech = speech_activity(cat["speech_env"], cat["flatness"])
+    return AudioFrames(speech=speech, **cat)
+
+
+def speech_activity(speech_env: np.ndarray, flatness: np.ndarray) -> np.ndarray:
+    """Energy-based speech activity: speech band >= noise floor + 12 dB and not noise-like."""
+    if len(speech_env) == 0:
+        return np.zeros(0, bool)
+    floor = np.percentile(speech_env, 10)
+    margin = SPEECH_MARGIN_DB / (10 / np.log(10))  # dB -> natural-log units of energy
+    flags = (speech_env >= floor + margin) & (flatness < 0.5)
+    # a talker's silence between words is still speech for our purpose (bridge 200 ms gaps),
+    # isolated 1-frame blips are not
+    flags = close_gaps(flags, 5)
+    for s, e in runs(flags):
+        if e - s < 3:
+            flags[s:e] = False
+    return flags
+
+
+# ---------------------------------------------------------------------------------------
+RELIABILITY = (
+    "Audio splice cues compare recording conditions before and after a point; a change of "
+    "room, microphone or background noise in genuine footage (a cut, music, a door) triggers them too, "
+    "and a splice made from the same recording session may leave no trace."
+)
+WINDOW_S = 1.0
+THRESHOLD = 2.2  # change score (pooled-MAD units) at which a change point is reported
+STRONG = 4.0
+
+
+def _describe(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Track]]:
+    """Change points of recording conditions and the spans between them (see module doc)."""
+    T = len(af)
+    w = int(round(WINDOW_S * FPS))
+    ev: list[Evidence] = []
+    if T < 2 * w + 2:
+        return ev, {}
+    speech = af.speech
+    # spectral features over speech frames: the talker's loudness is divided out by using the
+    # band energies relative to the frame's total (the envelope's shape, not its level)
+    shape = af.bands - af.log_energy[:, None]
+    spec_feats = np.column_stack([shape, af.centroid / 1000.0, af.rolloff / 1000.0])
+    spec_floor = np.r_[np.full(N_BANDS, 0.5), 0.15, 0.3]
+    s_spec = change_scores(spec_feats, speech, w, floor=spec_floor)
+    # noise floor and DC over non-speech frames
+    quiet = ~speech
+    noise_feats = np.column_stack([af.log_energy, shape[:, -4:], af.dc * 100.0])
+    s_noise = change_scores(noise_feats, quiet, w, floor=np.r_[0.35, np.full(4, 0.4), 0.05])
+    score = np.maximum(s_spec, s_noise)
+    score = moving_average(score, 3)
+    peaks = pick_peaks(score, THRESHOLD, min_distance=w)
+    times = frames_to_seconds(np.arange(T))
+    tracks = {"audio_change": Track(times, {"spectral_change": s_spec, "noise_change": s_noise, "speech": speech.astype(np.int8)},
+                                    "per-frame change scores of recording conditions (1 s either side)")}
+    used: set[int] = set()
+    # pair consecutive change points into an inserted span when outside-left ~ outside-right
+    for a, b in zip(peaks, peaks[1:]):
+        if a in used or b - a > 60 * FPS:
+            continue
+        inside = slice(a, b)
+        left, right = slice(max(0, a - 2 * w), a), slice(b, min(T, b + 2 * w))
+        m_in, m_l, m_r = (np.nanmedian(np.where(speech[s, None], spec_feats[s], np.nan), 0) if speech[s].sum() >= 3 else None
+                          for s in (inside, left, right))
+        if m_in is None or m_l is None or m_r is None:
+            continue
+        d_lr = float(np.sqrt(np.mean(((m_l - m_r) / spec_floor) ** 2)))
+        d_in = float(np.sqrt(np.mean(((m_in - 0.5 * (m_l + m_r)) / spec_floor) ** 2)))
+        if d_in > 1.5 * d_lr:
+            used.update((a, b))
+            sc = float(min(score[a], score[b]))
+            ev.append(Evidence(
+                kind="audio_splice", start_s=times[a], end_s=frames_to_seconds(b),
+                value={"change_score_start": float(score[a]), "change_score_end": float(score[b]),
+                       "inside_vs_outside": d_in, "left_vs_right": d_lr},
+                explanation=(f"the sound between {times[a]:.2f} s and {frames_to_seconds(b):.2f} s differs in spectrum or "
+                             f"background from the audio on both sides, which agree with each other: a possible inserted or replaced span"),
+                strength=squash(sc, THRESHOLD + 0.8, STRONG + 1.0), reliability=RELIABILITY,
+            ))
+    for p in peaks:
+        if p in used:
+            continue
+        which = [n for n, s in (("spectral envelope/bandwidth", s_spec[p]), ("noise floor/DC", s_noise[p])) if s >= THRESHOLD * 0.8]
+        ev.append(Evidence(
+            kind="audio_splice", start_s=max(0.0, frames_to_seconds(p) - 0.2), end_s=min(frames_to_seconds(T), frames_to_seconds(p) + 0.2),
+            value={"change_score": float(score[p]), "spectral_change": float(s_spec[p]), "noise_change": float(s_noise[p])},
+            explanation=(f"the recording conditions change at {frames_to_seconds(p):.2f} s ({_describe(which) or 'several features'}): "
+                         f"a possible splice point, or a natural change of scene"),
+            strength=squash(float(score[p]), STRONG, STRONG + 2.0), reliability=RELIABILITY,
+        ))
+    # clicks: a sample-level discontinuity far above the frame's level inside continuous sound
+    click_thr = max(8.0, float(np.percentile(af.clicks, 99.5)) * 1.5) if T > 50 else 8.0
+    loud = af.log_energy > np.percentile(af.log_energy, 30)
+    for f in np.flatnonzero((af.clicks > click_thr) & loud)[:20]:
+        ev.append(Evidence(
+            kind="audio_splice", start_s=frames_to_seconds(f), end_s=frames_to_seconds(f + 1),
+            value={"click_ratio": float(af.clicks[f])},
+            explanation=f"a sudden jump in the waveform at {frames_to_seconds(f):.2f} s, as left by cutting audio without a crossfade",
+            strength=squash(float(af.clicks[f]) / click_thr, 1.5, 3.0),
+            reliability="clicks also come from microphone handling, clipping and some codecs",
+        ))
+    return ev, tracks
+
+
+def bandwidth_fact(af: AudioFrames, source_rate: int) -> Evidence | None:
+    """Effective audio bandwidth of speech vs the stream's sample rate (upsampled audio)."""
+    if af.speech.sum() < FPS:
+        return None
+    bw = float(np.percentile(af.rolloff[af.speech], 90))
+    nyq = min(source_rate or SAMPLE_RATE, SAMPLE_RATE) / 2
+    narrow = bw < 0.55 * nyq
+    return Evidence(
+        kind="audio_bandwidth", start_s=None, end_s=None, value={"bandwidth_hz": bw, "analysed_nyquist_hz": nyq},
+        explanation=(f"speech energy reaches about {bw / 1000:.1f} kHz of the {nyq / 1000:.1f} kHz available"
+                     + (": the audio was probably recorded or processed at a lower sample rate (phone line, TTS, re-encoding)" if narrow
+                        else ", as expected for a direct recording")),
+        strength=0.35 if narrow else 0.0,
+        reliability="narrow bandwidth is common in genuine phone, radio and heavily compressed recordings",
+    )

@@ -1,0 +1,342 @@
+"""Audio-visual synchrony track: per-window AV offset and confidence, and the whole-clip offset.
+
+Without a trained sync model, how can mouth pixels be compared with sound? We let each clip
+calibrate itself:
+
+1. **Visual features**: the lips region of every mouth crop (32 x 32 luma thumbnail),
+   high-passed over 0.5 s (lighting drift and slow head motion removed, syllable-rate detail
+   kept), projected on its first 6 principal components (fewer on short clips: at least 8
+   frames per regression weight), plus their absolute frame-to-frame changes: (T, 2 k).
+2. **Speech envelope**: log energy of the 200-4000 Hz band per 40 ms frame, floored 30 dB
+   below the loudest frame (so that silence is not modelled as detail), high-passed the same way.
+3. **Global offset**: for every lag l in [-20, +20] frames, a ridge regression predicts the
+   envelope at t + l from the mouth at t, fitted on the whole clip; the correlation of its
+   prediction with the envelope measures how well mouth and sound agree at that lag. The best
+   lag is the whole-clip offset; the height of its peak above the median over lags is the
+   confidence. The fit is in-sample on purpose: with few weights (<= 12) the overfit lifts
+   every lag about equally, whereas held-out folds are meaningless on looped or repetitive
+   footage (the same frames sit in every fold). ``EnvelopeSyncScorer(cross_fit=True)`` gives
+   5-fold out-of-fold predictions instead.
+4. **Per-window track**: the prediction at the global offset is a *visual speech envelope*.
+   In every 2 s window (hop 0.5 s) its correlation with the real envelope is computed at
+   every lag within +-15 frames of the clip offset: the best lag is the window's offset, its
+   peak over the median is the window's confidence, and the correlation at the clip's own
+   offset says whether the window agrees with the rest of the clip.
+5. **Flags**: a window with speech is out of sync when its correlation at the clip offset
+   collapses (far below the clip's typical value) or its best lag jumps away from the clip
+   offset with a clear peak. Frames covered mostly by such windows form the reported spans.
+
+Sign convention: a positive offset means the sound comes *later* than the mouth movement
+(audio delayed); natural speech shows 0 to +0.1 s because lips move before the sound.
+
+A trained sync head can replace the envelope predictor: any object with the
+:class:`SyncScorer` methods (``fit``, ``global_curve``, ``window_curve``) can be passed as
+``scorer``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from avdetect.forensics.evidence import Evidence, Track
+from avdetect.forensics.signals import close_gaps, highpass, runs, squash
+from avdetect.timegrid import FPS, frames_to_seconds
+
+log = logging.getLogger(__name__)
+
+MAX_LAG = 15  # frames (+-0.6 s) searched per window, around the clip's offset
+GLOBAL_MAX_LAG = 20  # frames (+-0.8 s) searched for the whole-clip offset
+WINDOW_S = 2.0
+HOP_S = 0.5
+N_COMPONENTS = 6
+N_FOLDS = 5
+RIDGE = 0.05
+HP_FRAMES = 13  # high-pass length (frames, ~0.5 s) for both signals: keeps syllable-rate detail
+MAX_FIT_FRAMES = 20_000  # longer clips: the global fit uses an even subsample of frames
+MIN_VALID = 0.6  # a window needs this fraction of frames with a face
+MIN_SPEECH = 0.3  # ... and this fraction of speech frames to be judged
+JUMP_PEAK = 0.25  # a window's own peak must stand this far above its median to count as a jump
+JUMP_DROP = 0.2  # ... and its correlation at the clip offset must drop this far below typical
+COLLAPSE_DROP = 0.35  # correlation at the clip offset this far below typical (and < 0.1): collapse
+
+RELIABILITY = (
+    "The sync track learns each clip's own mouth-to-sound relation without a trained model; it is "
+    "reliable on frontal, well-lit talking heads with clear speech, weak on profile views, occluded "
+    "mouths, music or several talkers, and a 2 s window cannot localise a change more finely than about 0.5 s."
+)
+
+
+class SyncScorer(Protocol):
+    """What the sync track needs from a scorer (the envelope one here, a model's sync head later)."""
+
+    def fit(self, mouth: np.ndarray, valid: np.ndarray, envelope: np.ndarray, speech: np.ndarray) -> None: ...
+
+    def global_curve(self) -> np.ndarray:
+        """(2 * GLOBAL_MAX_LAG + 1,) agreement of mouth and sound at each lag over the whole clip."""
+
+    def window_curve(self, start: int, stop: int) -> tuple[np.ndarray, float]:
+        """(2 * MAX_LAG + 1,) agreement over frames [start, stop) at each lag *relative to the clip
+        offset* (index MAX_LAG = the clip offset), and the fraction of frames the scorer could use."""
+
+
+def n_components(n_frames: int, frames_per_weight: int = 8) -> int:
+    """Principal components used for ``n_frames`` frames with a face: 10, fewer on short clips
+    (the ridge penalty keeps 3-4 frames per weight workable); 0: too short."""
+    k = min(N_COMPONENTS, n_frames // (2 * frames_per_weight))
+    return k if k >= 2 else 0
+
+
+def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: int = 8) -> np.ndarray:
+    """(T, 2 k): PCA of high-passed lips thumbnails and |frame-to-frame change|."""
+    T = len(mouth)
+    X = mouth.reshape(T, -1).astype(np.float32)
+    if valid.any():
+        # invalid frames (no face) carry the nearest valid frame, so high-passing does not smear zeros
+        idx = np.flatnonzero(valid)
+        near = idx[np.clip(np.searchsorted(idx, np.arange(T)), 0, len(idx) - 1)]
+        X = X[near]
+    X = highpass(X, HP_FRAMES).astype(np.float32)
+    fit_rows = np.flatnonzero(valid)
+    k = n_components(int(valid.sum()), frames_per_weight)
+    if len(fit_rows) > 4000:
+        fit_rows = fit_rows[np.linspace(0, len(fit_rows) - 1, 4000).astype(int)]
+    if k == 0:
+        return np.zeros((T, 2), np.float32)
+    mu = X[fit_rows].mean(0)
+    _, s, vt = np.linalg.svd(X[fit_rows] - mu, full_matrices=False)
+    P = (X - mu) @ vt[:k].T  # (T, k)
+    D = np.abs(np.diff(P, axis=0, prepend=P[:1]))
+    return np.concatenate([P, D], 1)
+
+
+def _envelope(speech_env: np.ndarray) -> np.ndarray:
+    """Log speech-band energy floored 30 dB below the clip's loudest frames, high-passed over HP_FRAMES."""
+    if len(speech_env) == 0:
+        return speech_env.astype(np.float64)
+    energy = np.exp(speech_env - speech_env.max())
+    return highpass(np.log(energy + 1e-3), HP_FRAMES)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    d = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / d) if d > 1e-12 else 0.0
+
+
+def _ridge_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Xs = (X - mu) / sd
+    w = np.linalg.solve(Xs.T @ Xs + RIDGE * len(Xs) * np.eye(X.shape[1]), Xs.T @ (y - y.mean()))
+    return mu, sd, w, float(y.mean())
+
+
+class EnvelopeSyncScorer:
+    """The training-free scorer: a per-clip mouth -> speech-envelope ridge regression (see the module doc)."""
+
+    def __init__(self, max_lag: int = GLOBAL_MAX_LAG, cross_fit: bool = False, frames_per_weight: int = 8):
+        self.max_lag = max_lag
+        self.cross_fit = cross_fit
+        self.frames_per_weight = frames_per_weight
+        self._global: np.ndarray | None = None
+        self.pred: np.ndarray | None = None  # visual speech envelope (T,), NaN where unknown
+        self.offset = 0
+
+    def fit(self, mouth: np.ndarray, valid: np.ndarray, envelope: np.ndarray, speech: np.ndarray) -> None:
+        T = len(valid)
+        L = self.max_lag
+        self.valid = valid
+        self.y = _envelope(envelope)
+        X = _visual_features(mouth, valid, self.frames_per_weight)
+        self.X = X
+        folds = np.minimum(np.arange(T) * N_FOLDS // max(1, T), N_FOLDS - 1)
+        rows = np.flatnonzero(valid[: T])
+        rows = rows[(rows - L >= 0) & (rows + L < T)]
+        if len(rows) > MAX_FIT_FRAMES:
+            rows = rows[np.linspace(0, len(rows) - 1, MAX_FIT_FRAMES).astype(int)]
+        curve = np.zeros(2 * L + 1)
+        best: tuple[float, int] = (-np.inf, 0)
+        if len(rows) >= 3 * X.shape[1] and X.any():
+            for k, lag in enumerate(range(-L, L + 1)):
+                pred = self._cross_fit(X, self.y, rows, folds, lag)
+                curve[k] = _corr(pred, self.y[rows + lag])
+                if curve[k] > best[0]:
+                    best = (curve[k], lag)
+        self._global = curve
+        self.offset = best[1]
+        # the visual speech envelope at the clip's offset, for every frame with a face
+        all_rows = np.flatnonzero(valid)
+        all_rows = all_rows[(all_rows + self.offset >= 0) & (all_rows + self.offset < T)]
+        self.pred = np.full(T, np.nan)
+        if len(all_rows) >= 3 * X.shape[1] and X.any():
+            self.pred[all_rows] = self._cross_fit(X, self.y, all_rows, folds, self.offset)
+
+    def _cross_fit(self, X, y, rows, folds, lag) -> np.ndarray:
+        """Predictions of y[rows + lag] from X[rows]: out-of-fold when cross_fit, else in-sample."""
+        out = np.zeros(len(rows))
+        if not self.cross_fit:
+            mu, sd, w, b = _ridge_fit(X[rows], y[rows + lag])
+            return ((X[rows] - mu) / sd) @ w + b
+        f = folds[rows]
+        for k in range(N_FOLDS):
+            test = f == k
+            train = ~test
+            if test.sum() == 0 or train.sum() < 2 * X.shape[1]:
+                continue
+            mu, sd, w, b = _ridge_fit(X[rows[train]], y[rows[train] + lag])
+            out[test] = ((X[rows[test]] - mu) / sd) @ w + b
+        return out
+
+    def global_curve(self) -> np.ndarray:
+        return self._global if self._global is not None else np.zeros(2 * self.max_lag + 1)
+
+    def window_curve(self, start: int, stop: int) -> tuple[np.ndarray, float]:
+        L, T = MAX_LAG, len(self.y)
+        t = np.arange(start, stop)
+        ok = ~np.isnan(self.pred[t])
+        curve = np.zeros(2 * L + 1)
+        frac = float(ok.mean()) if len(t) else 0.0
+        t = t[ok]
+        if len(t) < 10:
+            return curve, frac
+        p = self.pred[t]
+        for k, rel in enumerate(range(-L, L + 1)):
+            tt = t + self.offset + rel  # the prediction is aligned at the clip offset
+            inside = (tt >= 0) & (tt < T)
+            curve[k] = _corr(p[inside], self.y[tt[inside]]) if inside.sum() >= 10 else 0.0
+        return curve, frac
+
+
+@dataclass
+class SyncTrack:
+    """Per-window sync measurements (times are window centres, in seconds)."""
+
+    times_s: np.ndarray
+    offset_s: np.ndarray  # best lag per window (NaN when the window was not judged)
+    confidence: np.ndarray  # peak - median of the window's curve
+    corr_at_clip_offset: np.ndarray
+    speech: np.ndarray  # speech fraction
+    judged: np.ndarray  # bool: enough face and speech to judge
+    flagged: np.ndarray  # bool
+    clip_offset_s: float
+    clip_confidence: float
+
+    def to_track(self) -> Track:
+        return Track(self.times_s, {
+            "offset_s": self.offset_s, "confidence": self.confidence, "corr_at_clip_offset": self.corr_at_clip_offset,
+            "speech_fraction": self.speech, "judged": self.judged.astype(np.int8), "flagged": self.flagged.astype(np.int8),
+        }, f"per-window ({WINDOW_S:g} s, hop {HOP_S:g} s) AV offset (s, + = audio late) and sync confidence")
+
+
+def window_starts(T: int) -> tuple[np.ndarray, int]:
+    w = int(round(WINDOW_S * FPS))
+    if T < w:
+        return np.array([0]), T
+    n = int(np.floor((T - w) / (HOP_S * FPS))) + 1
+    starts = np.round(np.arange(n) * HOP_S * FPS).astype(int)
+    if starts[-1] + w < T:  # cover the tail
+        starts = np.append(starts, T - w)
+    return starts, w
+
+
+def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, speech: np.ndarray,
+               scorer: SyncScorer | None = None) -> tuple[SyncTrack, np.ndarray]:
+    """Compute the per-window sync track. Returns (track, per-frame flag score in [0, 1])."""
+    T = min(len(valid), len(speech_env))
+    mouth, valid, speech_env, speech = mouth[:T], valid[:T], speech_env[:T], speech[:T]
+    scorer = scorer or EnvelopeSyncScorer()
+    scorer.fit(mouth, valid, speech_env, speech)
+    L = MAX_LAG
+    g = scorer.global_curve()
+    clip_lag = int(np.argmax(g)) - (len(g) - 1) // 2
+    clip_conf = float(g.max() - np.median(g))
+    starts, w = window_starts(T)
+    n = len(starts)
+    off = np.full(n, np.nan)
+    conf = np.zeros(n)
+    at0 = np.zeros(n)
+    sp = np.zeros(n)
+    judged = np.zeros(n, bool)
+    for k, s in enumerate(starts):
+        curve, frac = scorer.window_curve(s, s + w)
+        sp[k] = speech[s : s + w].mean() if w else 0.0
+        judged[k] = frac >= MIN_VALID and sp[k] >= MIN_SPEECH and np.any(curve)
+        if not judged[k]:
+            continue
+        b = int(np.argmax(curve))
+        off[k] = (clip_lag + b - L) / FPS
+        conf[k] = curve[b] - np.median(curve)
+        at0[k] = curve[L]
+    flagged = np.zeros(n, bool)
+    if judged.sum() >= 1:
+        ref = np.median(at0[judged]) if judged.sum() >= 4 else max(0.3, float(np.median(at0[judged])))
+        jump = judged & (np.abs(off - clip_lag / FPS) >= 3 / FPS) & (conf >= JUMP_PEAK) & (at0 < ref - JUMP_DROP)
+        collapse = judged & (at0 < min(0.1, ref - COLLAPSE_DROP))
+        flagged = jump | collapse
+    # per-frame: the fraction of judged windows covering the frame that are flagged
+    cover = np.zeros(T)
+    hits = np.zeros(T)
+    for k, s in enumerate(starts):
+        if judged[k]:
+            cover[s : s + w] += 1
+            hits[s : s + w] += flagged[k]
+    frame_score = np.divide(hits, cover, out=np.zeros(T), where=cover > 0)
+    track = SyncTrack(
+        times_s=frames_to_seconds(starts + w / 2.0), offset_s=off, confidence=conf, corr_at_clip_offset=at0, speech=sp,
+        judged=judged, flagged=flagged, clip_offset_s=clip_lag / FPS, clip_confidence=clip_conf,
+    )
+    return track, frame_score
+
+
+def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray) -> list[Evidence]:
+    """Evidence items: the whole-clip offset, and spans where sync breaks while speech is present."""
+    ev: list[Evidence] = []
+    n_judged = int(track.judged.sum())
+    off_ms = track.clip_offset_s * 1000
+    # whole-clip offset: natural speech sits at about 0..+100 ms (lips lead the sound)
+    dev = max(0.0, abs(track.clip_offset_s - 0.04) - 0.1)
+    trust = squash(track.clip_confidence, 0.05, 0.15)
+    ev.append(Evidence(
+        kind="sync_offset", start_s=None, end_s=None,
+        value={"offset_s": track.clip_offset_s, "offset_frames": int(round(track.clip_offset_s * FPS)),
+               "confidence": track.clip_confidence, "windows_judged": n_judged},
+        explanation=(f"over the whole clip the sound is best aligned with the mouth when shifted {abs(off_ms):.0f} ms "
+                     f"({'audio late' if off_ms > 0 else 'audio early' if off_ms < 0 else 'no shift'}); "
+                     + ("natural speech lies within about -60..+140 ms" if dev == 0 else "this is outside the natural -60..+140 ms range")
+                     + (f", confidence {track.clip_confidence:.2f}" if trust >= 0.5 else f", but the confidence is low ({track.clip_confidence:.2f})")),
+        strength=(squash(dev, 0.25, 0.45) if dev > 0 else 0.0) * trust * min(1.0, n_judged / 12),
+        reliability=RELIABILITY,
+    ))
+    flags = frame_score >= 0.5
+    flags = close_gaps(flags, int(0.5 * FPS))
+    for s, e in runs(flags):
+        if e - s < int(0.75 * FPS) or speech[s:e].mean() < 0.2:
+            continue
+        t0, t1 = frames_to_seconds(s), frames_to_seconds(e)
+        inside = track.flagged & (track.times_s >= t0) & (track.times_s <= t1)
+        if not inside.any():
+            continue
+        offs = track.offset_s[inside]
+        med_off = float(np.nanmedian(offs))
+        spread = float(np.nanstd(offs))
+        consistent = spread <= 2.5 / FPS and abs(med_off - track.clip_offset_s) >= 3 / FPS
+        drop = float(np.median(np.median(track.corr_at_clip_offset[track.judged]) - track.corr_at_clip_offset[inside]))
+        if consistent:
+            what = (f"the sound is shifted by about {abs(med_off - track.clip_offset_s) * 1000:.0f} ms "
+                    f"{'later' if med_off > track.clip_offset_s else 'earlier'} than in the rest of the clip")
+        else:
+            what = "mouth movements and speech stop matching (no consistent alignment within +-0.6 s)"
+        ev.append(Evidence(
+            kind="sync_span", start_s=t0, end_s=t1,
+            value={"window_offset_s": med_off, "clip_offset_s": track.clip_offset_s, "corr_drop": drop,
+                   "offset_spread_s": spread, "windows": int(inside.sum())},
+            explanation=f"between {t0:.2f} s and {t1:.2f} s {what} while someone speaks: audio replaced, shifted or dubbed in this span",
+            # support: a span seen by one 2 s window alone (e.g. at a clip edge) is weak; a real
+            # manipulated span of >= 0.75 s is covered by several overlapping windows (hop 0.5 s)
+            strength=squash(drop, 0.2, 0.45) * min(1.0, inside.sum() / 3) * (0.5 + 0.5 * squash(track.clip_confidence, 0.05, 0.15)),
+            reliability=RELIABILITY,
+        ))
+    return ev
