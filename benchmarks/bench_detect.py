@@ -45,7 +45,7 @@ def time_ffmpeg_null(path: str, cpu: list | None = None) -> float:
     return time.perf_counter() - t
 
 
-def make_detector(checkpoint: str | None, model: str, threads: int, folder: str):
+def make_detector(checkpoint: str | None, model: str, threads: int, folder: str, forensics: bool = False):
     import torch
 
     from avdetect.api import Detector, default_checkpoint_dir
@@ -57,7 +57,7 @@ def make_detector(checkpoint: str | None, model: str, threads: int, folder: str)
 
         checkpoint = str(create_model(model).save_pretrained(Path(folder) / model))
         note = f" (random-init {model}: speed only)"
-    det = Detector.from_pretrained(checkpoint, device="cpu", forensics=False)
+    det = Detector.from_pretrained(checkpoint, device="cpu", forensics=forensics)
     return det, note
 
 
@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--model", default="avdetect-small", help="architecture for the random-init fallback")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target machine's cores)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--forensics", action="store_true", help="include the training-free evidence (off by default)")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES")
     ap.add_argument("--make-720p", metavar="OUT", help="write a 720p 25 fps test file made from a real sample and exit")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
@@ -126,7 +127,7 @@ def main() -> None:
           f"{media.source_fps:g} fps, {media.duration:.2f} s); torch threads {args.threads}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
-        det, note = make_detector(args.checkpoint, args.model, args.threads, tmp)
+        det, note = make_detector(args.checkpoint, args.model, args.threads, tmp, args.forensics)
         det.detect(args.file)  # warm-up (first-call allocations, Haar cascade load)
         ff, ours, ff_cpu, ours_cpu, stages = [], [], [], [], None
         for _ in range(args.repeat):  # interleaved, so machine load hits both alike
