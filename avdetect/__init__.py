@@ -4,6 +4,8 @@ The public surface is small on purpose::
 
     import avdetect
     media = avdetect.load_media("clip.mp4")   # decoded, 25 fps grid, 16 kHz mono audio
+    report = avdetect.detect("clip.mp4")      # DetectionReport: verdict, segments, tracks
+    det = avdetect.Detector.from_pretrained("checkpoints/avdetect-small-synth")  # load once
 
 Heavy submodules (torch models) are imported lazily, so ``import avdetect`` stays fast.
 """
@@ -20,6 +22,10 @@ _LAZY = {
     "Media": ("avdetect.media", "Media"),
     "create_model": ("avdetect.models", "create_model"),
     "list_models": ("avdetect.models", "list_models"),
+    "detect": ("avdetect.api", "detect"),
+    "Detector": ("avdetect.api", "Detector"),
+    "DetectOptions": ("avdetect.api", "DetectOptions"),
+    "DetectionReport": ("avdetect.report.model", "DetectionReport"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

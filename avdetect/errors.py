@@ -82,3 +82,16 @@ class SynthError(AVDetectError):
 # --- model inputs (issue 4: models) ----------------------------------------------------
 class ModelInputError(AVDetectError):
     """Tensors given to a model do not follow its input contract (shapes, dtypes, lengths)."""
+
+
+# --- detect, reports and scans (issue 7: api, report, cli) -----------------------------
+class CheckpointNotFoundError(CheckpointError):
+    """The requested (or default) checkpoint folder is not there."""
+
+
+class ReportError(AVDetectError):
+    """A detection report (dict or JSON file) does not follow the documented schema."""
+
+
+class ScanError(AVDetectError):
+    """A corpus scan had to stop (e.g. a worker process died); what was written is kept."""

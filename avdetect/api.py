@@ -1,0 +1,739 @@
+"""``avdetect.detect(path)`` and :class:`Detector`: a media file in, a :class:`DetectionReport` out.
+
+    import avdetect
+    report = avdetect.detect("clip.mp4")                 # default checkpoint, CPU or GPU
+    report.verdict, report.fake_probability, report.segments
+
+    det = avdetect.Detector.from_pretrained("checkpoints/avdetect-small-synth")   # load once
+    for path in paths:
+        det.detect(path).to_dict()
+
+The pipeline streams, so memory does not grow with the video's length beyond a few floats per
+frame (the score tracks):
+
+1. :func:`avdetect.media.load_media` inspects the file (no pixels decoded yet).
+2. Faces are tracked window by window (:meth:`avdetect.faces.FaceTracker.iter_windows`); audio is
+   decoded in chunks of ``audio_chunk_s`` seconds. Only the frames of the model's current window
+   (plus one hop) are held.
+3. The model runs on overlapping windows of ``config.window_frames`` frames every ``hop`` frames;
+   frames without a face are masked (visual branch), a file without audio runs with the audio
+   branch skipped. Each window's per-frame probabilities are merged into whole-video tracks by
+   :class:`avdetect.localization.TrackStitcher`.
+4. :func:`avdetect.localization.propose` turns the tracks into ranked segments (soft-NMS);
+   segments whose frames look fake on average (``>= threshold``) are flagged.
+5. Face thumbnails of flagged segments are decoded afterwards (one frame each), optional
+   training-free evidence comes from :mod:`avdetect.forensics` when that package is present,
+   and everything goes into a :class:`avdetect.report.DetectionReport` with provenance.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from avdetect import __version__
+from avdetect.errors import CheckpointNotFoundError, ConfigError, MediaError
+from avdetect.localization import ProposalConfig, ScoreTrack, TrackStitcher, propose
+from avdetect.media import load_media, sha256_file
+from avdetect.report.model import (DetectionReport, ModalityResult, Provenance, QualityWarning, Segment,
+                                   Thumbnail, Tracks)
+from avdetect.timegrid import FPS, SAMPLES_PER_FRAME, frame_to_sample, frames_to_seconds, samples_to_seconds
+
+log = logging.getLogger(__name__)
+
+#: Name of the checkpoint ``detect`` uses by default (trained on the synthetic benchmark).
+DEFAULT_CHECKPOINT_NAME = "avdetect-small-synth"
+#: Environment variable that overrides the default checkpoint folder.
+CHECKPOINT_ENV = "AVDETECT_CHECKPOINT"
+
+MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was trained with
+LOW_RES_SIDE = 240  # source videos whose shorter side is below this get a warning
+SMALL_FACE_FRAC = 0.08  # main face height below this fraction of the frame: warning
+
+
+def default_checkpoint_dir() -> Path:
+    """``$AVDETECT_CHECKPOINT`` if set, else ``checkpoints/avdetect-small-synth`` of this source tree."""
+    env = os.environ.get(CHECKPOINT_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+
+
+def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
+    """The checkpoint folder to load (None: the default); :class:`CheckpointNotFoundError` if absent."""
+    path = default_checkpoint_dir() if checkpoint is None else Path(checkpoint)
+    if not path.exists():
+        if checkpoint is None:
+            raise CheckpointNotFoundError(
+                f"the default checkpoint {DEFAULT_CHECKPOINT_NAME} is not installed here: train it with "
+                f"`python recipes/train.py --config recipes/configs/synthetic.yaml` and put it in that folder, "
+                f"set ${CHECKPOINT_ENV}, or pass a checkpoint folder (--checkpoint DIR)", path)
+        raise CheckpointNotFoundError("checkpoint folder does not exist", path)
+    return path
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Parameters of one detection run (all recorded in the report's provenance).
+
+    threshold: probability at or above which the file, a stream or a segment counts as fake.
+    hop: frames between window starts (None: three quarters of the model's window, so neighbouring
+        windows overlap by a quarter, which :class:`TrackStitcher` cross-fades).
+    max_side: longer side of decoded frames (faces are tracked and cropped at this size).
+    min_face_coverage: below this fraction of frames with a face the visual verdict is "unknown".
+    min_segment_score: proposals below this confidence are never flagged.
+    min_segment_s: flagged segments are at least this long (shorter blips are model noise).
+    merge_gap_s: flagged segments closer than this are reported as one.
+    max_segments: at most this many flagged segments (best first).
+    face_backend: face detector backend name.
+    thumbnails: decode one face thumbnail per flagged segment.
+    forensics: run :func:`avdetect.forensics.analyze` when that package is importable.
+    audio_chunk_s: seconds of audio decoded at a time.
+    prefetch: track faces in a background thread, one window ahead of the model (two cores busy).
+    """
+
+    threshold: float = 0.5
+    hop: int | None = None
+    max_side: int = 640
+    min_face_coverage: float = 0.1
+    min_segment_score: float = 0.2
+    min_segment_s: float = 0.2
+    merge_gap_s: float = 0.24
+    max_segments: int = 20
+    face_backend: str = "opencv"
+    thumbnails: bool = True
+    forensics: bool = True
+    audio_chunk_s: float = 60.0
+    prefetch: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.hop is not None and self.hop < 1:
+            raise ConfigError(f"hop must be >= 1 frame, got {self.hop}")
+        if self.max_side < 64:
+            raise ConfigError(f"max_side must be >= 64 pixels, got {self.max_side}")
+        if self.audio_chunk_s < 1.0:
+            raise ConfigError(f"audio_chunk_s must be >= 1 s, got {self.audio_chunk_s}")
+
+
+# ---------------------------------------------------------------------------------------
+# streaming buffers
+class _Prefetch:
+    """Run an iterator in a background thread, ``depth`` items ahead, so that face tracking
+    (OpenCV, which releases the GIL) overlaps the model (torch, likewise) on another core.
+    Exceptions are re-raised in the consumer; :meth:`close` stops and joins the thread."""
+
+    _DONE = object()
+
+    def __init__(self, iterator: Iterator, depth: int = 2):
+        import queue
+        import threading
+
+        self._it = iterator
+        self._q: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="avdetect-faces", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        try:
+            for item in self._it:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            else:
+                self._q.put(self._DONE)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._q.put(err)
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()  # the generator's cleanup kills its ffmpeg
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._q.get()
+        if item is self._DONE:
+            self._q.put(self._DONE)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.1)  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
+class _FaceStream:
+    """Pulls :class:`FaceTrack` chunks and serves any frame range at or after the last drop."""
+
+    def __init__(self, chunks: Iterator, n_frames: int, keep_face: bool):
+        self._chunks = chunks
+        self.n_frames = n_frames
+        self.keep_face = keep_face
+        self.start = 0  # first frame held
+        self._parts: list = []  # FaceTrack chunks covering [start, end)
+        self.end = 0
+        self.valid = np.zeros(n_frames, bool)  # whole video, for the report (1 byte per frame)
+        self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
+        self.seconds = 0.0
+        self.last_track = None
+
+    def _pull(self, upto: int) -> None:
+        while self.end < upto:
+            t0 = time.perf_counter()
+            try:
+                part = next(self._chunks)
+            except StopIteration:
+                raise MediaError(f"face tracking ended at frame {self.end} of {self.n_frames}") from None
+            self.seconds += time.perf_counter() - t0
+            a, b = part.start_frame, part.start_frame + len(part)
+            self.valid[a:b] = part.valid
+            self.boxes[a:b] = part.boxes
+            self.last_track = part
+            self._parts.append(part)
+            self.end = b
+
+    def close(self) -> None:
+        """Stop the decoder (the face generator's cleanup kills its ffmpeg)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def window(self, a: int, b: int):
+        """(mouth (n, 96, 96, 3), face (n, 128, 128, 3) or None, valid (n,)) for frames [a, b)."""
+        self._pull(b)
+        # drop chunks entirely before a (windows only move forward)
+        while self._parts and self._parts[0].start_frame + len(self._parts[0]) <= a:
+            self._parts.pop(0)
+        self.start = self._parts[0].start_frame if self._parts else a
+        mouths, faces = [], []
+        for p in self._parts:
+            lo, hi = max(a, p.start_frame), min(b, p.start_frame + len(p))
+            if lo >= hi:
+                continue
+            sl = slice(lo - p.start_frame, hi - p.start_frame)
+            mouths.append(p.mouth[sl])
+            if self.keep_face:
+                faces.append(p.face[sl])
+        mouth = np.concatenate(mouths)
+        face = np.concatenate(faces) if self.keep_face else None
+        return mouth, face, self.valid[a:b]
+
+
+class _AudioStream:
+    """Audio samples of any range at or after the last one asked for, decoded in chunks."""
+
+    def __init__(self, media, chunk_s: float):
+        self.media = media
+        self.n_samples = media.n_samples
+        self.chunk = int(round(chunk_s)) * (SAMPLES_PER_FRAME * FPS)
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0  # sample index of buf[0]
+        self.next_chunk = 0  # sample index where the next decode starts
+        self.seconds = 0.0
+
+    def samples(self, a: int, b: int) -> np.ndarray:
+        """Samples [a, b) (zeros past the end of the audio stream)."""
+        while self.next_chunk < min(b, self.n_samples):
+            t0 = time.perf_counter()
+            stop = min(self.n_samples, self.next_chunk + self.chunk)
+            got = self.media.read_audio(samples_to_seconds(self.next_chunk), samples_to_seconds(stop))
+            keep_from = max(0, a - self.buf_start)
+            self.buf = np.concatenate([self.buf[keep_from:], got])
+            self.buf_start += keep_from
+            self.next_chunk += len(got) if len(got) else stop - self.next_chunk
+            self.seconds += time.perf_counter() - t0
+        out = np.zeros(b - a, np.float32)
+        lo, hi = max(a, self.buf_start), min(b, self.buf_start + len(self.buf))
+        if hi > lo:
+            out[lo - a:hi - a] = self.buf[lo - self.buf_start:hi - self.buf_start]
+        return out
+
+
+def _window_starts(n: int, window: int, hop: int) -> list[int]:
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, hop))
+    if starts[-1] != n - window:
+        starts.append(n - window)
+    return starts
+
+
+def _moving_max(x: np.ndarray, valid: np.ndarray, width: int) -> float | None:
+    """Highest mean of ``x`` over ``width`` consecutive valid frames (fewer if the clip is shorter)."""
+    v = x[valid]
+    if len(v) == 0:
+        return None
+    w = max(1, min(width, len(v)))
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    return float(((c[w:] - c[:-w]) / w).max())
+
+
+def _sha256_or_none(path: Path) -> str:
+    return sha256_file(path) if path.is_file() else "none"
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
+    return [round(float(v), 4) if m else None for v, m in zip(values, mask)]
+
+
+# ---------------------------------------------------------------------------------------
+class Detector:
+    """A loaded model plus detection options: load once with :meth:`from_pretrained`, call
+    :meth:`detect` on many files."""
+
+    def __init__(self, model, checkpoint: str | Path = "(in memory)", device: str | None = None,
+                 options: DetectOptions | None = None, weights_sha256: str | None = None):
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device).eval()
+        self.checkpoint = str(checkpoint)
+        self.options = options or DetectOptions()
+        self.options.validate()
+        if weights_sha256 is None:
+            p = Path(checkpoint)
+            weights_sha256 = _sha256_or_none(p / "model.safetensors" if p.is_dir() else p)
+        self.weights_sha256 = weights_sha256
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | None = None, device: str | None = None,
+                        options: DetectOptions | None = None, **option_overrides) -> "Detector":
+        """Load a checkpoint folder (``model.safetensors`` + ``config.json``); None: the default.
+
+        Raises :class:`CheckpointNotFoundError` when the folder is missing (for the default
+        checkpoint, with how to get it) and :class:`CheckpointError` for broken checkpoints.
+        """
+        import torch
+
+        from avdetect.models import AVDetector
+
+        path = resolve_checkpoint(checkpoint)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = AVDetector.from_pretrained(path, map_location=device)
+        opts = options or DetectOptions()
+        if option_overrides:
+            opts = replace(opts, **option_overrides)
+        folder = path.parent if path.is_file() else path
+        return cls(model, checkpoint=folder, device=device, options=opts,
+                   weights_sha256=_sha256_or_none(folder / "model.safetensors"))
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, path: str | os.PathLike, quiet: bool = True, **option_overrides) -> DetectionReport:
+        """Detect and localise manipulations in one file. Options override :attr:`options`.
+
+        Raises :class:`avdetect.errors.MediaError` subclasses for unreadable input.
+        """
+        import torch
+
+        opts = replace(self.options, **option_overrides) if option_overrides else self.options
+        opts.validate()
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t_start = time.perf_counter()
+        stages: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        media = load_media(path, max_side=opts.max_side)
+        info = media.info
+        stages["inspect"] = time.perf_counter() - t0
+
+        cfg = self.model.config
+        window = int(cfg.window_frames)
+        hop = int(opts.hop or max(1, (3 * window) // 4))
+        has_video, has_audio = bool(info.has_video), bool(info.has_audio)
+        n = info.n_frames if has_video else -(-info.n_samples // SAMPLES_PER_FRAME)
+        if n < 1:
+            raise MediaError("the file holds no frame and no audio sample to analyse", info.path)
+
+        faces = None
+        if has_video:
+            from avdetect.faces import FaceTracker
+
+            tracker = FaceTracker(backend=opts.face_backend, crops=True)
+            chunks = tracker.iter_windows(media, window=hop)
+            faces = _FaceStream(_Prefetch(chunks) if opts.prefetch else chunks, n, keep_face=bool(cfg.visual.use_face))
+        audio = _AudioStream(media, opts.audio_chunk_s) if has_audio else None
+        audio_frames = min(n, -(-info.n_samples // SAMPLES_PER_FRAME)) if has_audio else 0
+        audio_mask_all = np.arange(n) < audio_frames
+        audio_level = np.zeros(n, np.float32)
+
+        stitch = {k: TrackStitcher(n, taper=max(1, window // 4)) for k in ("visual", "audio", "fused", "sync")}
+        clip_probs: list[float] = []
+        cat_probs: list[np.ndarray] = []
+        centre = int(cfg.sync.max_offset)
+        t_model = 0.0
+        from tqdm import tqdm
+
+        starts = _window_starts(n, window, hop)
+        done_to = 0
+        with torch.inference_mode(), contextlib.ExitStack() as stack:
+            if faces is not None:
+                stack.callback(faces.close)  # stops the decoder, also on errors
+            bar = stack.enter_context(tqdm(total=n, unit="frame", desc=Path(info.path).name[:30], disable=quiet,
+                                           leave=False))
+            for s in starts:
+                e = min(n, s + window)
+                length = e - s
+                mouth_t = face_t = vmask = None
+                if faces is not None:
+                    mouth, face, valid = faces.window(s, e)
+                    vmask = np.zeros(window, bool)
+                    vmask[:length] = valid
+                    m = np.zeros((window, *mouth.shape[1:]), np.uint8)
+                    m[:length] = mouth
+                    mouth_t = torch.from_numpy(m).permute(0, 3, 1, 2)[None].to(self.device)  # (1, T, 3, H, W)
+                    if face is not None:
+                        f = np.zeros((window, *face.shape[1:]), np.uint8)
+                        f[:length] = face
+                        face_t = torch.from_numpy(f).permute(0, 3, 1, 2)[None].to(self.device)  # (1, T, 3, H, W)
+                audio_t = amask = None
+                if audio is not None:
+                    wav = np.zeros(window * SAMPLES_PER_FRAME, np.float32)
+                    wav[:length * SAMPLES_PER_FRAME] = audio.samples(frame_to_sample(s), frame_to_sample(e))
+                    amask = np.zeros(window, bool)
+                    amask[:length] = audio_mask_all[s:e]
+                    lv = np.abs(wav[:length * SAMPLES_PER_FRAME]).reshape(length, SAMPLES_PER_FRAME).max(axis=1)
+                    audio_level[s:e] = lv
+                    audio_t = torch.from_numpy(wav)[None].to(self.device)  # (1, T * 640)
+                if mouth_t is None and audio_t is None:
+                    raise MediaError("neither video nor audio could be read", info.path)
+                t1 = time.perf_counter()
+                out = self.model(
+                    mouth_t, audio_t, face=face_t,
+                    visual_mask=None if vmask is None else torch.from_numpy(vmask)[None].to(self.device),
+                    audio_mask=None if amask is None else torch.from_numpy(amask)[None].to(self.device),
+                )
+                t_model += time.perf_counter() - t1
+                sl = slice(0, length)
+                bnd = torch.sigmoid(out.boundary_logits[0, sl].float()).cpu().numpy()  # (t, 2)
+                dist = out.boundary_offsets[0, sl].float().cpu().numpy()  # (t, 2) frames
+                for name, logits in (("visual", out.frame_visual_logits), ("audio", out.frame_audio_logits),
+                                     ("fused", out.frame_fused_logits)):
+                    p = torch.sigmoid(logits[0, sl].float()).cpu().numpy()
+                    stitch[name].add(s, ScoreTrack(frame=p, start=bnd[:, 0], end=bnd[:, 1],
+                                                   start_dist=dist[:, 0], end_dist=dist[:, 1]))
+                sync_p = torch.softmax(out.sync_logits[0, sl].float(), dim=-1)[:, centre]  # (t,) in sync
+                stitch["sync"].add(s, ScoreTrack(frame=(1.0 - sync_p).cpu().numpy()))
+                if bool(out.frame_mask[0].any()):
+                    clip_probs.append(float(torch.sigmoid(out.clip_logits[0].float())))
+                    cat_probs.append(torch.softmax(out.category_logits[0].float(), dim=-1).cpu().numpy())
+                bar.update(e - done_to if e > done_to else 0)
+                done_to = max(done_to, e)
+        stages["model"] = t_model
+        if faces is not None:
+            stages["decode_faces"] = faces.seconds
+        if audio is not None:
+            stages["decode_audio"] = audio.seconds
+
+        # ---------------------------------------------------------------- tracks -> segments
+        t0 = time.perf_counter()
+        tracks = {k: v.result() for k, v in stitch.items()}
+        vmask_all = faces.valid if faces is not None else np.zeros(n, bool)
+        fmask_all = vmask_all | audio_mask_all
+        coverage = float(vmask_all.mean()) if has_video else 0.0
+        visual_ok = has_video and coverage >= opts.min_face_coverage and bool(vmask_all.any())
+
+        def masked(track: ScoreTrack, mask: np.ndarray) -> ScoreTrack:
+            return ScoreTrack(frame=np.where(mask, track.frame, 0.0), start=track.start, end=track.end,
+                              start_dist=track.start_dist, end_dist=track.end_dist)
+
+        use = {"fused": (tracks["fused"], fmask_all)}
+        if vmask_all.any():
+            use["visual"] = (tracks["visual"], vmask_all)
+        if has_audio:
+            use["audio"] = (tracks["audio"], audio_mask_all)
+        pcfg = ProposalConfig()
+        proposals = {k: propose(masked(t, m), pcfg) for k, (t, m) in use.items()}
+        segments = self._flag_segments(proposals["fused"], tracks, vmask_all, audio_mask_all, opts)
+        stages["localisation"] = time.perf_counter() - t0
+
+        # ---------------------------------------------------------------- scores and verdicts
+        width = FPS // 2  # 0.5 s: a stream's score is its most-fake half second
+        thr = opts.threshold
+        v_score = _moving_max(tracks["visual"].frame, vmask_all, width) if visual_ok else None
+        a_score = _moving_max(tracks["audio"].frame, audio_mask_all, width) if has_audio else None
+        visual = self._modality("visual", has_video, visual_ok, v_score, thr, coverage)
+        audio_res = self._modality("audio", has_audio, has_audio, a_score, thr, coverage)
+        p_clip = max(clip_probs) if clip_probs else 0.0
+        p_seg = max((s.visual_score if s.modality == "visual" else s.audio_score if s.modality == "audio"
+                     else max(s.visual_score or 0.0, s.audio_score or 0.0)) or 0.0 for s in segments) if segments else 0.0
+        # every judged stream counts: a stream verdict "fake" makes the file fake
+        p_fake = max(p_clip, p_seg, v_score or 0.0, a_score or 0.0)
+        judged_all = not has_video or visual_ok  # every stream present was examined
+        if p_fake >= thr or segments:
+            verdict = "fake"
+        elif judged_all:
+            verdict = "real"
+        else:
+            verdict = "unknown"
+        from avdetect.models import CATEGORIES
+
+        cats = cat_probs[int(np.argmax(clip_probs))] if cat_probs else np.full(len(CATEGORIES), 1.0 / len(CATEGORIES))
+        explanation = self._explain(verdict, p_fake, thr, p_clip, segments, visual, audio_res)
+
+        # ---------------------------------------------------------------- warnings
+        warnings = self._warnings(info, has_video, has_audio, coverage, visual_ok, faces, opts)
+
+        # ---------------------------------------------------------------- thumbnails, evidence
+        t0 = time.perf_counter()
+        thumbs = self._thumbnails(media, segments, vmask_all, faces.boxes if faces else None) if (
+            opts.thumbnails and has_video) else []
+        stages["thumbnails"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        evidence, forensics = self._forensics(media, opts, warnings)
+        stages["forensics"] = time.perf_counter() - t0
+
+        # ---------------------------------------------------------------- provenance
+        import torch as _torch
+
+        run_time = time.perf_counter() - t_start
+        stages = {k: _r(v, 4) for k, v in stages.items()}
+        v_stream = next((s for s in info.streams if s.kind == "video"), None)
+        params = {**asdict(opts), "hop": hop, "window_frames": window, "proposal_config": asdict(pcfg)}
+        prov = Provenance(
+            file_name=Path(info.path).name, file_path=str(Path(info.path).resolve()), sha256=media.sha256,
+            size_bytes=int(info.size_bytes), duration_s=_r(info.duration, 4), container=info.container,
+            video_codec=info.video_codec, audio_codec=info.audio_codec,
+            source_size=list(info.source_size) if has_video else None,
+            source_fps=float(info.source_fps) if has_video else None,
+            audio_sample_rate=int(info.source_sample_rate) if has_audio else None,
+            audio_channels=int(info.source_channels) if has_audio else None,
+            media_warnings=list(info.warnings) + ([f"variable frame rate (declared {v_stream.fps} fps)"]
+                                                  if v_stream is not None and info.variable_frame_rate else []),
+            package="avdetect", package_version=__version__, model_name=cfg.name, checkpoint=self.checkpoint,
+            weights_sha256=self.weights_sha256, model_parameters=int(self.model.num_parameters()),
+            parameters=params, device=str(self.device), started_at=started.isoformat(timespec="seconds"),
+            run_time_s=_r(run_time, 4), stage_seconds=stages, python_version=platform.python_version(),
+            torch_version=_torch.__version__,
+        )
+        report = DetectionReport(
+            file=str(path), verdict=verdict, fake_probability=_r(p_fake), threshold=float(thr),
+            category_probabilities={c: _r(p) for c, p in zip(CATEGORIES, cats)},
+            visual=visual, audio=audio_res, segments=segments,
+            proposals={k: [[_r(c, 5), _r(a, 3), _r(b, 3)] for c, a, b in v] for k, v in proposals.items()},
+            tracks=Tracks(
+                fps=float(FPS), start_s=0.0, n_frames=int(n),
+                visual=_track_list(tracks["visual"].frame, vmask_all),
+                audio=_track_list(tracks["audio"].frame, audio_mask_all),
+                fused=_track_list(tracks["fused"].frame, fmask_all),
+                sync=_track_list(tracks["sync"].frame, vmask_all & audio_mask_all),
+                face=[int(v) for v in vmask_all],
+                audio_level=_track_list(audio_level, audio_mask_all),
+            ),
+            face_coverage=_r(coverage, 4), warnings=warnings, evidence=evidence, forensics=forensics,
+            thumbnails=thumbs, provenance=prov, explanation=explanation,
+        )
+        log.info("%s", report.summary())
+        return report
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _flag_segments(fused_props: np.ndarray, tracks: dict, vmask: np.ndarray, amask: np.ndarray,
+                       opts: DetectOptions) -> list[Segment]:
+        """Proposals whose frames look fake on average (>= threshold), deduplicated, with
+        neighbours closer than ``merge_gap_s`` joined (one event, not fragments), best first."""
+        from avdetect.timegrid import seconds_to_frames_round
+
+        thr = opts.threshold
+        fused = tracks["fused"].frame
+        kept: list[list] = []  # [start_frame, end_frame, confidence]
+        for conf, a_s, b_s in fused_props:
+            if conf < opts.min_segment_score:
+                continue
+            a, b = int(seconds_to_frames_round(a_s)), int(seconds_to_frames_round(b_s))
+            b = max(b, a + 1)
+            if fused[a:b].mean() < thr:
+                continue
+            # hard dedupe: soft-NMS keeps decayed near-duplicates in its ranked list
+            if any(min(b, kb) - max(a, ka) > 0.3 * (max(b, kb) - min(a, ka)) for ka, kb, _ in kept):
+                continue
+            kept.append([a, b, float(conf)])
+        gap = int(seconds_to_frames_round(opts.merge_gap_s))
+        merged: list[list] = []
+        for a, b, conf in sorted(kept):
+            if merged and a - merged[-1][1] <= gap:
+                merged[-1][1] = max(merged[-1][1], b)
+                merged[-1][2] = max(merged[-1][2], conf)
+            else:
+                merged.append([a, b, conf])
+        out: list[Segment] = []
+        for a, b, conf in sorted(merged, key=lambda m: -m[2]):
+            if frames_to_seconds(b - a) < opts.min_segment_s - 1e-9 or len(out) >= opts.max_segments:
+                continue
+            vm, am = vmask[a:b], amask[a:b]
+            v = float(tracks["visual"].frame[a:b][vm].mean()) if vm.any() else None
+            au = float(tracks["audio"].frame[a:b][am].mean()) if am.any() else None
+            if v is not None and au is not None and v >= thr and au >= thr:
+                modality = "audio-visual"
+            elif au is None or (v is not None and v >= au):
+                modality = "visual"
+            else:
+                modality = "audio"
+            out.append(Segment(start_s=_r(frames_to_seconds(a), 3), end_s=_r(frames_to_seconds(b), 3),
+                               score=_r(min(1.0, conf), 4), modality=modality,
+                               visual_score=None if v is None else _r(v, 4),
+                               audio_score=None if au is None else _r(au, 4)))
+        return out
+
+    @staticmethod
+    def _modality(name: str, present: bool, judged: bool, score: float | None, thr: float,
+                  coverage: float) -> ModalityResult:
+        if not present:
+            note = "the file has no audio stream: audio branch skipped" if name == "audio" else \
+                "the file has no video stream: visual branch skipped"
+            return ModalityResult(False, None, "unknown", note)
+        if not judged or score is None:
+            return ModalityResult(True, None, "unknown",
+                                  f"a face was found in {coverage:.0%} of frames: too few to judge the video")
+        note = f"face in {coverage:.0%} of frames" if name == "visual" else ""
+        return ModalityResult(True, _r(score, 4), "fake" if score >= thr else "real", note)
+
+    @staticmethod
+    def _explain(verdict, p_fake, thr, p_clip, segments, visual, audio) -> str:
+        parts = [f"p(fake) = {p_fake:.3f} against a threshold of {thr:.2f}"]
+        if segments:
+            parts.append(f"{len(segments)} segment(s) flagged, the strongest {segments[0].start_s:.2f}-"
+                         f"{segments[0].end_s:.2f} s ({segments[0].modality})")
+        else:
+            parts.append("no segment flagged")
+        parts.append(f"visual: {visual.verdict}, audio: {audio.verdict}")
+        if verdict == "unknown":
+            parts.append("a stream present in the file could not be examined, so 'real' cannot be claimed")
+        return "; ".join(parts) + "."
+
+    @staticmethod
+    def _warnings(info, has_video, has_audio, coverage, visual_ok, faces, opts) -> list[QualityWarning]:
+        w: list[QualityWarning] = []
+        if not has_audio:
+            w.append(QualityWarning("no_audio", "the file has no audio stream: the audio branch was skipped and "
+                                                "the audio verdict is unknown"))
+        if not has_video:
+            w.append(QualityWarning("no_video", "the file has no video stream: only the audio was examined"))
+        elif coverage == 0.0:
+            w.append(QualityWarning("no_face", "no face was found in any frame: the visual branch was masked and "
+                                               "the visual verdict is unknown"))
+        elif coverage < 0.95:
+            w.append(QualityWarning("partial_face", f"no face in {1 - coverage:.0%} of frames: those frames were "
+                                                    "judged on the audio only" + ("" if visual_ok else
+                                                    "; too few faces for a visual verdict")))
+        if info.duration < MIN_CLIP_S:
+            w.append(QualityWarning("short_clip", f"very short clip ({info.duration:.2f} s): the model sees less "
+                                                  "context than it was trained with"))
+        if has_video:
+            sw, sh = info.source_size
+            if min(sw, sh) < LOW_RES_SIDE:
+                w.append(QualityWarning("low_resolution", f"low resolution ({sw}x{sh}): fine visual artefacts may "
+                                                          "be invisible"))
+            track = faces.last_track if faces is not None else None
+            if track is not None and track.faces:
+                main = max(track.faces, key=lambda t: t.score)
+                if main.mean_height < SMALL_FACE_FRAC:
+                    w.append(QualityWarning("small_face", f"the main face is small ({main.mean_height:.0%} of the "
+                                                          "frame height): mouth crops are upscaled"))
+            if info.variable_frame_rate:
+                w.append(QualityWarning("variable_frame_rate", "variable frame rate: frames were resampled onto a "
+                                                               "constant 25 fps grid"))
+        for text in info.warnings:
+            w.append(QualityWarning("media", text))
+        return w
+
+    @staticmethod
+    def _thumbnails(media, segments: list[Segment], valid: np.ndarray, boxes: np.ndarray | None) -> list[Thumbnail]:
+        """One JPEG face crop per flagged segment, at its middle (nearest frame with a face)."""
+        import cv2
+
+        from avdetect.faces.crops import crop, face_crop_box
+        from avdetect.timegrid import seconds_to_frame
+
+        out: list[Thumbnail] = []
+        for k, seg in enumerate(segments):
+            a = seconds_to_frame(seg.start_s)
+            b = max(a + 1, seconds_to_frame(seg.end_s))
+            b = min(b, len(valid))
+            mid = (a + b) // 2
+            inside = np.flatnonzero(valid[a:b]) + a
+            i = int(inside[np.argmin(np.abs(inside - mid))]) if len(inside) else min(mid, len(valid) - 1)
+            frame = next(media.iter_frames(start=i, stop=i + 1))
+            if boxes is not None and valid[i]:
+                img = crop(frame, face_crop_box(boxes[i]), 128)
+            else:  # no face: the whole frame, small
+                h, w = frame.shape[:2]
+                s = 160 / max(h, w)
+                img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if not ok:
+                raise MediaError(f"could not encode a thumbnail of frame {i}", media.info.path)
+            out.append(Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3),
+                                 jpeg_base64=base64.b64encode(buf.tobytes()).decode("ascii")))
+        return out
+
+    @staticmethod
+    def _forensics(media, opts: DetectOptions, warnings: list[QualityWarning]) -> tuple[list[dict], dict[str, Any]]:
+        """Evidence items from :func:`avdetect.forensics.analyze` when that package is importable."""
+        info: dict[str, Any] = {"available": False, "ran": [], "skipped": {}, "error": None, "tracks": {}}
+        import importlib
+        import importlib.util
+        import sys
+
+        if "avdetect.forensics" not in sys.modules and importlib.util.find_spec("avdetect.forensics") is None:
+            info["skipped"] = {"all": "avdetect.forensics is not installed"}
+            return [], info
+        info["available"] = True
+        if not opts.forensics:
+            info["skipped"] = {"all": "not requested (forensics=False)"}
+            return [], info
+        try:
+            forensics = importlib.import_module("avdetect.forensics")
+            res = forensics.analyze(media, face_track=None)
+        except Exception as err:  # recorded in the report and logged, never hidden
+            log.warning("%s: forensics failed: %s: %s", media.info.path, type(err).__name__, err)
+            info["error"] = f"{type(err).__name__}: {err}"
+            warnings.append(QualityWarning("forensics_failed", f"training-free forensics failed: {info['error']}"))
+            return [], info
+        items = [e.to_dict() if hasattr(e, "to_dict") else asdict(e) for e in res.evidence]
+        info["ran"] = list(getattr(res, "ran", []))
+        info["skipped"] = {str(k): str(v) for k, v in getattr(res, "skipped", {}).items()}
+        tracks = getattr(res, "tracks", {}) or {}
+        info["tracks"] = {k: (t.to_dict() if hasattr(t, "to_dict") else t) for k, t in tracks.items()}
+        return items, info
+
+
+def detect(path: str | os.PathLike, checkpoint: str | Path | None = None, device: str | None = None,
+           quiet: bool = True, **options) -> DetectionReport:
+    """Detect and localise audio-visual manipulations in ``path``; see :class:`DetectOptions`.
+
+    Loads the checkpoint on each call: for many files use :meth:`Detector.from_pretrained` once.
+    """
+    return Detector.from_pretrained(checkpoint, device=device).detect(path, quiet=quiet, **options)

@@ -1,0 +1,86 @@
+"""Report writers: JSON, WebVTT, CSV (and HTML, in :mod:`avdetect.report.html`).
+
+Every writer takes the serialised report dict (a :class:`DetectionReport` is converted with
+``to_dict()`` first) and returns text; :func:`write_reports` writes any of them to files.
+"""
+from __future__ import annotations
+
+import csv as _csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from avdetect.timegrid import format_timestamp
+
+CSV_COLUMNS = ("file", "start_s", "end_s", "score", "modality", "visual_score", "audio_score")
+
+
+def _as_dict(report) -> dict[str, Any]:
+    return report.to_dict() if hasattr(report, "to_dict") else report
+
+
+def to_json(report, indent: int | None = 1) -> str:
+    """The report as JSON text (schema in ``detection_report.schema.json``)."""
+    return json.dumps(_as_dict(report), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def to_vtt(report) -> str:
+    """A WebVTT subtitle track: one cue per flagged segment, so the flags show while the video plays.
+
+    Load it next to the video (``<track kind="subtitles" src="clip.vtt">``, or VLC/mpv's
+    subtitle option). A NOTE block at the top carries the verdict and the file hash.
+    """
+    d = _as_dict(report)
+    prov = d["provenance"]
+    lines = ["WEBVTT", "",
+             f"NOTE avdetect {prov['package_version']} / {prov['model_name']}: verdict {d['verdict']} "
+             f"p(fake)={d['fake_probability']:.3f} threshold {d['threshold']:.2f}; sha256 {prov['sha256']}", ""]
+    for k, seg in enumerate(sorted(d["segments"], key=lambda s: s["start_s"]), start=1):
+        parts = []
+        if seg.get("visual_score") is not None:
+            parts.append(f"visual {seg['visual_score']:.2f}")
+        if seg.get("audio_score") is not None:
+            parts.append(f"audio {seg['audio_score']:.2f}")
+        lines += [f"flag-{k}", f"{format_timestamp(seg['start_s'])} --> {format_timestamp(seg['end_s'])}",
+                  f"[avdetect] possible {seg['modality']} manipulation (score {seg['score']:.2f})"]
+        if parts:  # an empty line would end the cue
+            lines.append(", ".join(parts))
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def to_csv(report) -> str:
+    """Flagged segments, one row each (times in seconds)."""
+    d = _as_dict(report)
+    buf = io.StringIO()
+    w = _csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for seg in d["segments"]:
+        w.writerow([d["file"], f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}", f"{seg['score']:.4f}", seg["modality"],
+                    "" if seg.get("visual_score") is None else f"{seg['visual_score']:.4f}",
+                    "" if seg.get("audio_score") is None else f"{seg['audio_score']:.4f}"])
+    return buf.getvalue()
+
+
+def to_html(report) -> str:
+    """One self-contained HTML page (see :mod:`avdetect.report.html`)."""
+    from avdetect.report.html import render_html
+
+    return render_html(_as_dict(report))
+
+
+def write_reports(report, json: str | Path | None = None, html: str | Path | None = None,
+                  vtt: str | Path | None = None, csv: str | Path | None = None) -> dict[str, Path]:
+    """Write the requested formats; returns ``{format: path}`` of what was written."""
+    d = _as_dict(report)
+    written: dict[str, Path] = {}
+    for name, target, fn in (("json", json, to_json), ("html", html, to_html), ("vtt", vtt, to_vtt), ("csv", csv, to_csv)):
+        if target is None:
+            continue
+        p = Path(target)
+        if p.parent and not p.parent.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(fn(d), encoding="utf-8")
+        written[name] = p
+    return written

@@ -1,0 +1,162 @@
+"""Speed and memory of ``detect()`` against a plain ffmpeg decode of the same file.
+
+    python benchmarks/bench_detect.py FILE [--checkpoint DIR] [--threads 2] [--repeat 1]
+    python benchmarks/bench_detect.py FILE --long 10      # also: peak memory on 1- and 10-minute videos
+    python benchmarks/bench_detect.py --make-720p OUT.mp4 # a 720p 25 fps test file from a real sample
+
+Figures: wall time of the whole ``Detector.detect`` (decode, faces, model, localisation, report;
+the model loaded once beforehand) and of ``ffmpeg -i FILE -f null -`` on the same file in the same
+run (interleaved, median of ``--repeat``), their ratio (target <= 3 on 720p 25 fps), the real-time
+factor (media duration / detect time; target >= 5x) and, with ``--long``, the peak resident memory
+of a child process running detect on FILE looped with stream copy to 1 minute and to ``--long``
+minutes (target < 1.5 GB and flat in length; ffmpeg children hold a few tens of MB each and are
+not included: their ``RUSAGE_CHILDREN`` figure counts the Python pages they inherit at fork).
+Weights do not change speed: without a checkpoint a randomly initialised ``--model`` (default avdetect-small) is used, and the output says so.
+The machine may be shared: the load average is printed beside the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avdetect.media import ffmpeg_exe, load_media  # noqa: E402
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def time_ffmpeg_null(path: str, cpu: list | None = None) -> float:
+    t, c = time.perf_counter(), _children_cpu()
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", path, "-f", "null", "-"], check=True)
+    if cpu is not None:
+        cpu.append(_children_cpu() - c)
+    return time.perf_counter() - t
+
+
+def make_detector(checkpoint: str | None, model: str, threads: int, folder: str, forensics: bool = False):
+    import torch
+
+    from avdetect.api import Detector, default_checkpoint_dir
+
+    torch.set_num_threads(threads)
+    note = ""
+    if checkpoint is None and not default_checkpoint_dir().exists():
+        from avdetect.models import create_model
+
+        checkpoint = str(create_model(model).save_pretrained(Path(folder) / model))
+        note = f" (random-init {model}: speed only)"
+    det = Detector.from_pretrained(checkpoint, device="cpu", forensics=forensics)
+    return det, note
+
+
+def make_long(src: str, minutes: float, folder: str) -> str:
+    out = str(Path(folder) / f"long_{minutes:g}min{Path(src).suffix}")
+    loops = int(minutes * 60 / max(0.5, load_media(src).duration)) + 1
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-stream_loop", str(loops), "-i", src,
+                    "-c", "copy", "-t", str(minutes * 60), out], check=True)
+    return out
+
+
+def make_720p(src: str, out: str) -> None:
+    """Scale and pad a real sample to 1280x720, 25 fps, H.264 + AAC (one re-encode)."""
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", src, "-vf",
+                    "scale=-2:720,pad=1280:720:(ow-iw)/2:0,fps=25", "-c:v", "libx264", "-preset", "fast", "-crf", "22",
+                    "-c:a", "aac", "-ar", "44100", out], check=True)
+
+
+def child_main(path: str, checkpoint: str | None, model: str, threads: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        det, note = make_detector(checkpoint, model, threads, tmp)
+        t = time.perf_counter()
+        r = det.detect(path, thumbnails=True)
+        seconds = time.perf_counter() - t
+    print(json.dumps({
+        "seconds": seconds, "duration_s": r.provenance.duration_s, "stages": r.provenance.stage_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "note": note,
+        "coverage": r.face_coverage,
+    }))
+
+
+def measure_in_child(path: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--threads", str(args.threads)]
+    if args.checkpoint:
+        cmd += ["--checkpoint", args.checkpoint]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"child failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("file", nargs="?")
+    ap.add_argument("--checkpoint", help="checkpoint folder (default: the default checkpoint, else random init)")
+    ap.add_argument("--model", default="avdetect-small", help="architecture for the random-init fallback")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target machine's cores)")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--forensics", action="store_true", help="include the training-free evidence (off by default)")
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES")
+    ap.add_argument("--make-720p", metavar="OUT", help="write a 720p 25 fps test file made from a real sample and exit")
+    ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_main(args.child, args.checkpoint, args.model, args.threads)
+        return
+    if args.make_720p:
+        src = Path(__file__).resolve().parents[2] / "shared" / "samples" / "sadtalker_WDA_KatieHill_000.mp4"
+        make_720p(args.file or str(src), args.make_720p)
+        print(f"wrote {args.make_720p}")
+        return
+    if not args.file:
+        ap.error("FILE is required")
+    media = load_media(args.file)
+    print(f"file: {args.file} ({media.source_size[0]}x{media.source_size[1]} {media.video_codec} @ "
+          f"{media.source_fps:g} fps, {media.duration:.2f} s); torch threads {args.threads}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        det, note = make_detector(args.checkpoint, args.model, args.threads, tmp, args.forensics)
+        det.detect(args.file)  # warm-up (first-call allocations, Haar cascade load)
+        ff, ours, ff_cpu, ours_cpu, stages = [], [], [], [], None
+        for _ in range(args.repeat):  # interleaved, so machine load hits both alike
+            ff.append(time_ffmpeg_null(args.file, ff_cpu))
+            t, c = time.perf_counter(), time.process_time() + _children_cpu()
+            r = det.detect(args.file)
+            ours.append(time.perf_counter() - t)
+            ours_cpu.append(time.process_time() + _children_cpu() - c)  # python threads + ffmpeg children
+            stages = r.provenance.stage_seconds
+    t_ff, t_ours = statistics.median(ff), statistics.median(ours)
+    print(f"model                  : {det.model.config.name}{note}")
+    print(f"ffmpeg -f null decode  : {t_ff:7.2f} s")
+    print(f"detect (whole)         : {t_ours:7.2f} s   stages: {stages}")
+    print(f"ratio detect / ffmpeg  : {t_ours / t_ff:7.2f}   (target <= 3 on 720p 25 fps)")
+    print(f"real-time factor       : {media.duration / t_ours:7.2f}x  (target >= 5x)")
+    c_ff, c_ours = statistics.median(ff_cpu), statistics.median(ours_cpu)
+    print(f"CPU seconds (less load-sensitive): ffmpeg {c_ff:.2f}, detect {c_ours:.2f} (incl. its ffmpeg children), "
+          f"ratio {c_ours / c_ff:.2f}, {media.duration / c_ours:.2f} media-seconds per CPU-second")
+    if args.long:
+        with tempfile.TemporaryDirectory() as tmp:
+            for minutes in sorted({1.0, args.long}):
+                long_path = make_long(args.file, minutes, tmp)
+                t_ff = time_ffmpeg_null(long_path)
+                m = measure_in_child(long_path, args)
+                print(f"{minutes:4g} min: detect {m['seconds']:.1f} s ({m['duration_s'] / m['seconds']:.1f}x real time; "
+                      f"ffmpeg decode {t_ff:.1f} s, ratio {m['seconds'] / t_ff:.2f}), peak RSS python "
+                      f"{m['peak_rss_mb']:.0f} MB, "
+                      f"stages {m['stages']}, load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+"""detect() end to end on generated clips: report structure, schema, warnings, writers, CLI, scan.
+
+Fast tests use a randomly initialised avdetect-tiny (plumbing only: what a report holds, not
+what it says). Tests that need a model which learned something train one with
+``tests/tiny_detector.py`` and are marked slow.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_ffmpeg
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUE_SEGMENTS = [(1.0, 2.0), (3.6, 4.8)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("detect")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(work) -> Path:
+    from avdetect.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("avdetect-tiny").save_pretrained(work / "tiny")
+
+
+@pytest.fixture(scope="module")
+def detector(checkpoint):
+    from avdetect.api import Detector
+
+    return Detector.from_pretrained(checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fake_clip(work) -> tuple[Path, object]:
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    path = work / "fake.mp4"
+    truth = render_clip(path, ClipSpec(seed=11, duration=6.0, size=256, crf=23,
+                                       manipulation=Manipulation(kind="both", segments=TRUE_SEGMENTS)))
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def fake_report(detector, fake_clip):
+    return detector.detect(fake_clip[0], hop=30)  # several overlapping windows on a 150-frame clip
+
+
+# ---------------------------------------------------------------------------------------
+# structure
+def test_report_structure(fake_report, fake_clip):
+    path, truth = fake_clip
+    d = fake_report.to_dict()
+    n = truth.video_frames
+    assert d["schema_version"] == "1.0" and d["verdict"] in ("fake", "real", "unknown")
+    assert 0.0 <= d["fake_probability"] <= 1.0 and d["threshold"] == 0.5
+    assert set(d["category_probabilities"]) == {"RealVideo-RealAudio", "FakeVideo-RealAudio", "RealVideo-FakeAudio",
+                                                "FakeVideo-FakeAudio"}
+    assert abs(sum(d["category_probabilities"].values()) - 1.0) < 1e-3
+    tr = d["tracks"]
+    assert tr["n_frames"] == n and tr["fps"] == 25
+    for name in ("visual", "audio", "fused", "sync", "face", "audio_level"):
+        assert len(tr[name]) == n, name
+    assert all(v is not None and 0 <= v <= 1 for v in tr["fused"])
+    assert d["face_coverage"] > 0.9 and sum(tr["face"]) == round(d["face_coverage"] * n)
+    assert max(v for v in tr["audio_level"] if v is not None) > 0.01  # the synthetic voice is audible
+    assert d["visual"]["available"] and d["audio"]["available"]
+    # proposals: [confidence, start_s, end_s] inside the clip, best first
+    for name in ("fused", "visual", "audio"):
+        rows = np.array(d["proposals"][name])
+        assert rows.ndim == 2 and rows.shape[1] == 3 and len(rows) >= 1
+        assert np.all(rows[:, 1] >= 0) and np.all(rows[:, 2] <= n / 25 + 1e-6) and np.all(rows[:, 2] > rows[:, 1])
+        assert np.all(np.diff(rows[:, 0]) <= 1e-9)
+    for s in d["segments"]:  # segments lie on the 40 ms grid
+        assert abs(s["start_s"] * 25 - round(s["start_s"] * 25)) < 1e-6
+        assert abs(s["end_s"] * 25 - round(s["end_s"] * 25)) < 1e-6
+        assert 0 <= s["start_s"] < s["end_s"] <= n / 25
+    prov = d["provenance"]
+    assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert prov["size_bytes"] == path.stat().st_size and prov["video_codec"] == "h264" and prov["audio_codec"] == "aac"
+    assert prov["model_name"] == "avdetect-tiny" and len(prov["weights_sha256"]) == 64
+    assert prov["parameters"]["hop"] == 30 and prov["parameters"]["window_frames"] == 100
+    assert prov["run_time_s"] > 0 and "model" in prov["stage_seconds"]
+    json.dumps(d, allow_nan=False)  # strictly JSON
+
+
+def test_schema_validates_and_round_trips(fake_report):
+    from avdetect.report import DetectionReport, validate_report
+    from avdetect.report.schema import report_errors
+
+    d = json.loads(json.dumps(fake_report.to_dict()))
+    assert report_errors(d) == []
+    validate_report(d)  # jsonschema when installed, else the built-in validator
+    import importlib.util
+
+    if importlib.util.find_spec("jsonschema") is not None:
+        validate_report(d, use_jsonschema=True)
+    assert DetectionReport.from_dict(d).to_dict() == d
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d.pop("verdict"), "verdict"),
+    (lambda d: d.update(verdict="maybe"), "verdict"),
+    (lambda d: d.update(fake_probability=1.5), "fake_probability"),
+    (lambda d: d["tracks"]["fused"].__setitem__(0, "x"), "tracks.fused[0]"),
+    (lambda d: d["provenance"].update(sha256="abc"), "sha256"),
+    (lambda d: d.update(surprise=1), "surprise"),
+    (lambda d: d["segments"].append({"start_s": 0, "end_s": 1, "score": 0.9, "modality": "smell",
+                                     "visual_score": None, "audio_score": None}), "modality"),
+])
+def test_schema_rejects_broken_reports(fake_report, mutate, needle):
+    from avdetect.errors import ReportError
+    from avdetect.report import validate_report
+    from avdetect.report.schema import report_errors
+
+    d = json.loads(json.dumps(fake_report.to_dict()))
+    mutate(d)
+    errs = report_errors(d)
+    assert errs and any(needle in e for e in errs), errs
+    with pytest.raises(ReportError):
+        validate_report(d)
+
+
+def test_window_starts_cover_every_frame():
+    from avdetect.api import _window_starts
+
+    for n in (1, 50, 100, 101, 149, 150, 1000, 1234):
+        for window, hop in ((100, 50), (100, 30), (100, 100)):
+            starts = _window_starts(n, window, hop)
+            covered = np.zeros(n, bool)
+            for s in starts:
+                covered[s:s + window] = True
+            assert covered.all() and starts == sorted(set(starts)) and starts[-1] + window >= n
+
+
+def test_audio_chunks_match_whole_decode(fake_clip):
+    """Audio decoded in 1-s chunks for overlapping windows equals the one-pass decode, sample for sample."""
+    from avdetect.api import _AudioStream
+    from avdetect.media import load_media
+
+    full = load_media(fake_clip[0]).audio
+    stream = _AudioStream(load_media(fake_clip[0]), chunk_s=1.0)
+    for s in (0, 30, 60, 90, 120):
+        got = stream.samples(s * 640, (s + 100) * 640)
+        ref = np.zeros(100 * 640, np.float32)
+        part = full[s * 640:(s + 100) * 640]
+        ref[: len(part)] = part
+        np.testing.assert_array_equal(got, ref)
+        assert len(stream.buf) <= 100 * 640 + 16000  # one window plus one chunk at most
+
+
+def test_prefetch_passes_items_errors_and_stops_early():
+    from avdetect.api import _Prefetch
+
+    assert list(_Prefetch(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing():
+        yield 1
+        raise ValueError("decoder broke")
+
+    it = _Prefetch(failing())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="decoder broke"):
+        next(it)
+    closed = []
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.append(True)  # the generator's cleanup runs (it kills ffmpeg in detect)
+
+    it = _Prefetch(endless(), depth=1)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed == [True] and not it._thread.is_alive()
+
+
+def test_hop_changes_little(detector, fake_clip, fake_report):
+    """Stitching windows every 30 or every 50 frames gives close tracks (window edges are down-weighted)."""
+    other = detector.detect(fake_clip[0], hop=50, thumbnails=False)
+    a = np.array(fake_report.tracks.fused, dtype=float)
+    b = np.array(other.tracks.fused, dtype=float)
+    assert len(a) == len(b) and np.abs(a - b).mean() < 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# missing parts are data, not crashes
+def test_no_audio(detector, fake_clip, work):
+    src = work / "noaudio.mp4"
+    run_ffmpeg("-i", str(fake_clip[0]), "-an", "-c:v", "copy", str(src))
+    r = detector.detect(src)
+    codes = [w.code for w in r.warnings]
+    assert "no_audio" in codes
+    assert r.audio.available is False and r.audio.verdict == "unknown" and r.audio.score is None
+    assert all(v is None for v in r.tracks.audio) and all(v is None for v in r.tracks.sync)
+    assert r.visual.verdict in ("fake", "real") and "audio" not in r.proposals
+    assert all(s.modality == "visual" for s in r.segments)
+    from avdetect.report import validate_report
+
+    validate_report(r.to_dict())
+
+
+def test_no_face_low_resolution(detector, work):
+    src = work / "noface.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3", "-f", "lavfi", "-i",
+               "sine=frequency=300:sample_rate=16000:duration=3", "-c:v", "libx264", "-c:a", "aac", "-shortest", str(src))
+    r = detector.detect(src)
+    codes = [w.code for w in r.warnings]
+    assert "no_face" in codes and "low_resolution" in codes
+    assert r.face_coverage == 0.0 and r.visual.verdict == "unknown" and r.visual.score is None
+    assert r.verdict != "real"  # the video could not be examined: never "real" by default
+    assert all(v is None for v in r.tracks.visual) and r.audio.verdict in ("fake", "real")
+    assert r.thumbnails == [] or all(t.jpeg_base64 for t in r.thumbnails)
+
+
+def test_audio_only_and_short(detector, work):
+    src = work / "voice.wav"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:sample_rate=22050:duration=1.5", str(src))
+    r = detector.detect(src)
+    codes = [w.code for w in r.warnings]
+    assert "no_video" in codes and "short_clip" in codes
+    assert r.tracks.n_frames == round(1.5 * 25) and r.visual.available is False and r.visual.verdict == "unknown"
+    assert r.provenance.video_codec is None and r.thumbnails == []
+
+
+def test_bad_file_is_typed_error(detector, work):
+    from avdetect.errors import MediaError
+
+    bad = work / "notes.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(MediaError, match="notes.mp4"):
+        detector.detect(bad)
+
+
+def test_missing_default_checkpoint(monkeypatch, tmp_path):
+    import avdetect
+    from avdetect.errors import CheckpointNotFoundError
+
+    monkeypatch.setenv("AVDETECT_CHECKPOINT", str(tmp_path / "nowhere"))
+    with pytest.raises(CheckpointNotFoundError, match="default checkpoint avdetect-small-synth"):
+        avdetect.detect(tmp_path / "x.mp4")
+    monkeypatch.delenv("AVDETECT_CHECKPOINT")
+    from avdetect.api import default_checkpoint_dir
+
+    assert default_checkpoint_dir() == ROOT / "checkpoints" / "avdetect-small-synth"
+
+
+# ---------------------------------------------------------------------------------------
+# forensics plugs into the evidence field
+class _Ev:
+    def __init__(self, kind, a, b, value, strength):
+        self.kind, self.start_s, self.end_s, self.value, self.strength = kind, a, b, value, strength
+        self.explanation = f"{kind} looked odd"
+
+    def to_dict(self):
+        return {"kind": self.kind, "start_s": self.start_s, "end_s": self.end_s, "value": self.value,
+                "explanation": self.explanation, "strength": self.strength, "reliability": "test"}
+
+
+def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
+    from avdetect.report import validate_report
+
+    seen = {}
+
+    def analyze(media, face_track=None):
+        seen["path"] = media.info.path
+        return types.SimpleNamespace(evidence=[_Ev("sync_span", 1.0, 2.0, {"offset_s": 0.2}, 0.8),
+                                               _Ev("container", None, None, "re-encoded", 0.3)],
+                                     ran=["sync", "container"], skipped={"blinks": "too short"}, tracks={})
+
+    monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=analyze))
+    monkeypatch.setattr("avdetect.forensics", sys.modules["avdetect.forensics"], raising=False)
+    r = detector.detect(fake_clip[0], thumbnails=False)
+    assert seen["path"].endswith("fake.mp4")
+    assert [e["kind"] for e in r.evidence] == ["sync_span", "container"] and r.forensics["available"]
+    assert r.forensics["ran"] == ["sync", "container"] and r.forensics["skipped"] == {"blinks": "too short"}
+    validate_report(r.to_dict())
+
+    def broken(media, face_track=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=broken))
+    monkeypatch.setattr("avdetect.forensics", sys.modules["avdetect.forensics"], raising=False)
+    r = detector.detect(fake_clip[0], thumbnails=False)
+    assert r.evidence == [] and "boom" in r.forensics["error"]
+    assert "forensics_failed" in [w.code for w in r.warnings]
+
+
+# ---------------------------------------------------------------------------------------
+# writers (they read only the dict)
+def _with_segments(report) -> dict:
+    """The report dict with two flagged segments and a thumbnail, whatever the random model said."""
+    d = json.loads(json.dumps(report.to_dict()))
+    d["segments"] = [
+        {"start_s": 1.0, "end_s": 2.0, "score": 0.91, "modality": "audio-visual", "visual_score": 0.8, "audio_score": 0.7},
+        {"start_s": 3.6, "end_s": 4.8, "score": 0.66, "modality": "visual", "visual_score": 0.7, "audio_score": 0.2},
+    ]
+    jpeg = report.thumbnails[0].jpeg_base64 if report.thumbnails else "/9j/2w=="
+    d["thumbnails"] = [{"segment": 0, "time_s": 1.48, "jpeg_base64": jpeg}]
+    d["verdict"] = "fake"
+    return d
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_self_contained(fake_report):
+    from avdetect.report import to_html
+
+    d = _with_segments(fake_report)
+    page = to_html(d)
+    p = _Collect()
+    p.feed(page)
+    text = " ".join(p.text)
+    assert "FAKE" in text and d["provenance"]["sha256"] in text and "Flagged segments" in text
+    assert "3.60" in text and "4.80" in text and "audio-visual" in text
+    imgs = [a["src"] for t, a in p.tags if t == "img"]
+    assert len(imgs) == 2 and imgs[0].startswith("data:image/png;base64,") and imgs[1].startswith("data:image/jpeg;base64,")
+    import base64
+
+    assert base64.b64decode(imgs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    low = page.lower()
+    assert "http" not in low and "url(" not in low and "@import" not in low
+    assert not any(t in ("script", "link", "iframe") for t, _ in p.tags)
+    assert all(a.get("src", "data:").startswith("data:") for _, a in p.tags)
+
+
+def test_vtt_and_csv(fake_report):
+    from avdetect.report import to_csv, to_vtt
+
+    d = _with_segments(fake_report)
+    vtt = to_vtt(d)
+    assert vtt.startswith("WEBVTT\n\n")
+    blocks = [b for b in vtt.strip().split("\n\n")]
+    cues = [b.splitlines() for b in blocks if "-->" in b]
+    assert [c[1] for c in cues] == ["00:00:01.000 --> 00:00:02.000", "00:00:03.600 --> 00:00:04.800"]
+    assert all(line.strip() for c in cues for line in c)  # no blank line inside a cue
+    rows = list(csv.DictReader(io.StringIO(to_csv(d))))
+    assert [(r["start_s"], r["end_s"], r["modality"]) for r in rows] == [("1.000", "2.000", "audio-visual"),
+                                                                         ("3.600", "4.800", "visual")]
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+def avdetect_cli(*args: str, timeout: float = 300, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "avdetect", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, **kw)
+
+
+def test_cli_detect_writes_reports_and_bad_file_is_one_line(checkpoint, fake_clip, work):
+    out = work / "cli"
+    bad = work / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
+    r = avdetect_cli("-q", "detect", str(fake_clip[0]), str(bad), "--checkpoint", str(checkpoint),
+                     "--json", str(out), "--html", str(out), "--vtt", str(out), "--csv", str(out), "--no-forensics")
+    assert r.returncode == 2
+    errs = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(errs) == 1 and errs[0].startswith("avdetect detect: error: ") and "broken.mp4" in errs[0]
+    assert "fake.mp4:" in r.stdout
+    for ext in ("json", "html", "vtt", "csv"):
+        assert (out / f"fake.{ext}").stat().st_size > 0
+    from avdetect.report import load_report_dict
+
+    assert load_report_dict(out / "fake.json")["file"].endswith("fake.mp4")
+
+
+def _scan_dir(work: Path, fake_clip) -> Path:
+    folder = work / "corpus"
+    if folder.exists():
+        return folder
+    (folder / "sub").mkdir(parents=True)
+    for k in range(3):  # 2-s cuts of the clip: quick to detect
+        run_ffmpeg("-ss", str(k), "-t", "2", "-i", str(fake_clip[0]), "-c:v", "libx264", "-c:a", "aac",
+                   str(folder / ("sub" if k == 2 else "") / f"c{k}.mp4"))
+    (folder / "bad.mp4").write_text("garbage")
+    (folder / "readme.txt").write_text("not media")
+    return folder
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_scan_records_failures_and_resumes(detector, fake_clip, work):
+    from avdetect.scan import scan
+
+    folder = _scan_dir(work, fake_clip)
+    out = work / "scan1.jsonl"
+    s = scan(folder, out, detector=detector, thumbnails=False)
+    assert (s.found, s.done, s.ok, s.failed, s.skipped) == (4, 4, 3, 1, 0)
+    recs = {r["file"]: r for r in _lines(out)}
+    assert set(recs) == {"bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"}
+    assert recs["bad.mp4"]["status"] == "error" and recs["bad.mp4"]["error_type"] == "NotMediaError"
+    from avdetect.report import validate_report
+
+    validate_report(recs["c0.mp4"]["report"])
+    # a kill mid-write leaves a cut line: its file is redone, nothing else is
+    text = out.read_text().splitlines(keepends=True)
+    cut = [ln for ln in text if '"c1.mp4"' not in ln]
+    out.write_text("".join(cut) + text[[i for i, ln in enumerate(text) if '"c1.mp4"' in ln][0]][:40])
+    s2 = scan(folder, out, detector=detector, thumbnails=False)
+    assert (s2.skipped, s2.done, s2.ok) == (3, 1, 1)
+    files = [r["file"] for r in _lines_tolerant(out)]
+    assert sorted(files) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
+    s3 = scan(folder, out, detector=detector, retry_failed=True, thumbnails=False)
+    assert (s3.skipped, s3.done, s3.failed) == (3, 1, 1)
+
+
+def _lines_tolerant(path: Path) -> list[dict]:
+    out = []
+    for x in path.read_text().splitlines():
+        try:
+            out.append(json.loads(x))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def test_cli_scan_survives_kill(checkpoint, fake_clip, work, capsys):
+    """SIGKILL the scan after its first result; the rerun does the rest, redoing nothing."""
+    folder = _scan_dir(work, fake_clip)
+    out = work / "scan_kill.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "avdetect", "-q", "scan", str(folder), "--out", str(out),
+                             "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and out.read_text().count("\n") >= 1:
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first = [r["file"] for r in _lines_tolerant(out)]
+    assert 1 <= len(first) <= 4
+    from avdetect.cli import main
+
+    rc = main(["-q", "scan", str(folder), "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics"])
+    assert rc == 0
+    assert f"{len(first)} already done" in capsys.readouterr().out
+    files = [x["file"] for x in _lines_tolerant(out)]
+    assert sorted(files) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]  # each exactly once
+
+
+def test_cli_demo(checkpoint, work, capsys):
+    from avdetect.cli import main
+
+    out = work / "demo"
+    assert main(["-q", "demo", "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics"]) == 0
+    assert "best IoU" in capsys.readouterr().out
+    for name in ("demo.mp4", "truth.json", "report.json", "report.html", "report.vtt", "report.csv"):
+        assert (out / name).stat().st_size > 0, name
+
+
+# ---------------------------------------------------------------------------------------
+# with a model that learned something (trained here, a few minutes on 2 CPU cores)
+@pytest.fixture(scope="module")
+def trained(work):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_detector import render_training_clips, train_tiny
+
+    from avdetect.api import Detector
+
+    clips = render_training_clips(work / "train", 12)
+    ckpt = train_tiny(work / "trained", clips, steps=int(os.environ.get("AVDETECT_TINY_STEPS", "400")))
+    return Detector.from_pretrained(ckpt, device="cpu")
+
+
+def _iou(a, b) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+@pytest.mark.slow
+def test_trained_finds_known_segments(trained, work):
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    hits = total = 0
+    for k, (kind, segs) in enumerate([("both", [(1.2, 2.4)]), ("visual", [(2.8, 4.0)]), ("audio", [(0.8, 2.0)]),
+                                      ("both", [(0.6, 1.6), (3.2, 4.4)])]):
+        path = work / f"held_{k}.mp4"
+        truth = render_clip(path, ClipSpec(seed=900 + k, duration=5.0, size=256, crf=23,
+                                           manipulation=Manipulation(kind=kind, strength=0.9, segments=segs)))
+        r = trained.detect(path, thumbnails=False)
+        for seg in truth.fake_segments:
+            total += 1
+            hits += any(_iou(seg, (s.start_s, s.end_s)) >= 0.5 for s in r.segments)
+    assert hits >= 0.6 * total, f"{hits}/{total} known segments found with IoU >= 0.5"
+
+
+@pytest.mark.slow
+def test_trained_real_clip_has_no_confident_segment(trained, work):
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    path = work / "real.mp4"
+    render_clip(path, ClipSpec(seed=950, duration=5.0, size=256, crf=23, manipulation=Manipulation(kind="real")))
+    r = trained.detect(path, thumbnails=False)
+    assert not [s for s in r.segments if s.score >= 0.5], r.summary()
+
+
+@pytest.mark.slow
+def test_scan_two_workers(checkpoint, fake_clip, work):
+    from avdetect.scan import scan
+
+    folder = _scan_dir(work, fake_clip)
+    out = work / "scan_workers.jsonl"
+    s = scan(folder, out, workers=2, checkpoint=checkpoint, forensics=False, thumbnails=False)
+    assert (s.done, s.ok, s.failed) == (4, 3, 1)
+    assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
