@@ -226,13 +226,16 @@ class EpochSampler(torch.utils.data.Sampler):
         self.balanced = balanced
         self.rank, self.world, self.seed = rank, world, seed
         self.epoch = 0
+        self.skip = 0
         self.per_rank = int(math.ceil(len(self.labels) / world))
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch; ``skip`` drops this rank's first indices (exact resume mid-epoch)."""
         self.epoch = int(epoch)
+        self.skip = int(skip)
 
     def __len__(self) -> int:
-        return self.per_rank
+        return max(0, self.per_rank - self.skip)
 
     def __iter__(self):
         n = len(self.labels)
@@ -246,4 +249,4 @@ class EpochSampler(torch.utils.data.Sampler):
         total = self.per_rank * self.world
         if total > n:
             idx = np.concatenate([idx, idx[: total - n]])
-        return iter(idx[self.rank:total:self.world].tolist())
+        return iter(idx[self.rank:total:self.world][self.skip:].tolist())
