@@ -73,7 +73,7 @@ def _build(cls, values: dict, where: str):
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"unknown config key {where}{key!r}; known: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown config key '{where}{key}'; known: {', '.join(sorted(names))}")
         if cls is TrainConfig and key in _NESTED:
             if not isinstance(value, dict):
                 raise ConfigError(f"config section {key!r} must be a mapping")
