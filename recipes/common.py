@@ -63,6 +63,7 @@ class TrainConfig:
     keep_last: int = 2  # step checkpoints kept (best/ is kept apart)
     threads: int | None = None  # torch CPU threads per rank (None: torch default)
     device: str = "auto"  # auto | cpu | cuda
+    find_unused_parameters: bool = True  # DDP: a batch without audio or faces leaves branches unused
 
 
 _NESTED = {"data": DataConfig, "optim": OptimConfig, "augment": AugmentConfig}

@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters)
 
     entries = read_manifest(cfg.data.manifest)
     cache = FeatureCache(cfg.data.cache)

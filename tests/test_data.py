@@ -146,6 +146,7 @@ def test_manifest_fakeavceleb_layout(synth_dir, tmp_path):
 
 
 def test_manifest_errors(tmp_path):
+    assert len(read_manifest(REPO / "data_manifests" / "example.jsonl")) == 3  # the documented example parses
     with pytest.raises(DataFormatError, match="metadata"):
         build_manifest("av1m", tmp_path)
     bad = tmp_path / "m.jsonl"
