@@ -293,6 +293,62 @@ def _run_evidence(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# manifest (issue 6)
+def _args_manifest(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", choices=["lavdf", "fakeavceleb", "av1m", "synthetic"], help="benchmark layout of ROOT")
+    p.add_argument("root", metavar="ROOT", help="dataset folder (as distributed, or an `avdetect synth` output)")
+    p.add_argument("--out", metavar="M.jsonl", help="manifest to write (default data_manifests/<dataset>.jsonl)")
+    p.add_argument("--no-check-files", action="store_true", help="keep entries whose media file is missing")
+    p.add_argument("--no-probe", action="store_true", help="FakeAVCeleb: do not read durations (faster; segments left empty)")
+    p.add_argument("--seed", type=int, default=None, help="FakeAVCeleb: seed of the subject-disjoint split (default 2024)")
+    p.add_argument("--workers", type=int, default=8, help="FakeAVCeleb: parallel duration probes (default 8)")
+
+
+def _run_manifest(args) -> int:
+    from pathlib import Path
+
+    from avdetect.data import build_manifest, write_manifest
+    from avdetect.data.manifest import FAKEAVCELEB_SEED, summarize
+
+    kwargs = {"check_files": not args.no_check_files}
+    if args.dataset == "fakeavceleb":
+        kwargs.update(probe=not args.no_probe, workers=args.workers,
+                      seed=FAKEAVCELEB_SEED if args.seed is None else args.seed)
+    entries = build_manifest(args.dataset, args.root, **kwargs)
+    out = write_manifest(entries, args.out or Path("data_manifests") / f"{args.dataset}.jsonl")
+    summary = summarize(entries)
+    print(f"wrote {summary['n']} clips to {out}")
+    for split, c in sorted(summary["splits"].items()):
+        print(f"  {split}: {c['real']} real, {c['fake']} fake")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# preprocess (issue 6)
+def _args_preprocess(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", metavar="MANIFEST", help="manifest (.jsonl) from `avdetect manifest`")
+    p.add_argument("--out", required=True, metavar="CACHE", help="cache folder (created; resumed if it exists)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--split", help="only the clips of this split")
+    p.add_argument("--faces", action="store_true", help="also store 128x128 face crops (models with use_face)")
+    p.add_argument("--backend", default="opencv", help="face backend (default opencv)")
+    p.add_argument("--max-side", type=int, default=640, help="decode frames at most this large (default 640)")
+    p.add_argument("--retry-failed", action="store_true", help="try again the clips listed in failures.jsonl")
+
+
+def _run_preprocess(args) -> int:
+    from avdetect.data import preprocess, read_manifest
+
+    entries = read_manifest(args.manifest, split=args.split)
+    s = preprocess(entries, args.out, workers=args.workers, faces=args.faces, backend=args.backend,
+                   max_side=args.max_side, retry_failed=args.retry_failed, quiet=args.quiet)
+    print(f"{s.processed} clips preprocessed in {s.seconds:.1f} s ({s.clips_per_second:.2f} clips/s, "
+          f"{args.workers} workers); {s.done_before} already done; {s.failed} failed"
+          + (f" (see {args.out}/failures.jsonl)" if s.failed else ""))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 COMMANDS = {
     "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
     "evaluate": (_args_evaluate, _run_evaluate, "score predictions with the LAV-DF / AV-Deepfake1M protocols"),
@@ -301,6 +357,8 @@ COMMANDS = {
     "scan": (_args_scan, _run_scan, "detect every media file in a folder into a resumable JSON-lines file"),
     "demo": (_args_demo, _run_demo, "render a manipulated synthetic clip, detect it and write all reports"),
     "evidence": (_args_evidence, _run_evidence, "training-free forensic evidence: AV sync, splices, blinks, container traces"),
+    "manifest": (_args_manifest, _run_manifest, "build a dataset manifest (JSONL) for LAV-DF, FakeAVCeleb, AV-Deepfake1M, synthetic"),
+    "preprocess": (_args_preprocess, _run_preprocess, "decode + face-track a manifest's clips once into a resumable cache"),
 }
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from avdetect.errors import DataFormatError
+from avdetect.timegrid import FPS
 from avdetect.metrics import (
     LAVDF_SUBSETS,
     PROTOCOLS,
@@ -52,7 +53,8 @@ class VideoLabel:
     modify_video: bool = False
     modify_audio: bool = False
     category: str | None = None  # FakeAVCeleb folder name / AV-Deepfake1M modify_type
-    extra_segments: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_segments: dict[str, np.ndarray] = field(default_factory=dict)  # AV-Deepfake1M: "visual", "audio"
+    duration: float | None = None  # seconds: LAV-DF 'duration', AV-Deepfake1M video_frames / 25
 
 
 @dataclass
@@ -267,11 +269,13 @@ def read_metadata(path: str | Path, target: str = "fake") -> Metadata:
             if "fake_periods" not in entry:
                 raise DataFormatError(f"{where}: missing 'fake_periods'", p)
             segs = _segments(entry["fake_periods"], p, f"{where} fake_periods")
+            dur = entry.get("duration")
             videos.append(
                 VideoLabel(
                     file=name, segments=segs, is_fake=len(segs) > 0, split=split,
                     modify_video=_bool(entry, "modify_video", p, where),
                     modify_audio=_bool(entry, "modify_audio", p, where),
+                    duration=_number(dur, p, f"{where} duration") if dur is not None else None,
                 )
             )
         else:
@@ -282,12 +286,17 @@ def read_metadata(path: str | Path, target: str = "fake") -> Metadata:
             segs = _segments(entry[key], p, f"{where} {key}")
             fake = _segments(entry["fake_segments"], p, f"{where} fake_segments") if key != "fake_segments" else segs
             mtype = entry.get("modify_type")
+            extra = {m: _segments(entry[k], p, f"{where} {k}") for m, k in (("visual", "visual_fake_segments"),
+                                                                           ("audio", "audio_fake_segments")) if k in entry}
+            vf = entry.get("video_frames")
             videos.append(
                 VideoLabel(
                     file=name, segments=segs, is_fake=len(fake) > 0, split=split,
                     modify_video=mtype in ("visual_modified", "both_modified"),
                     modify_audio=mtype in ("audio_modified", "both_modified"),
                     category=mtype if isinstance(mtype, str) else None,
+                    extra_segments=extra,
+                    duration=_number(vf, p, f"{where} video_frames") / FPS if vf is not None else None,
                 )
             )
     return Metadata(str(p), fmt, videos)

@@ -1,0 +1,343 @@
+"""Preprocessing cache: decode and face-track every clip once, store what training reads.
+
+Layout of a cache folder::
+
+    clips/ab/ab12...ef.safetensors   one shard per clip (name: SHA-1 of the manifest key)
+    index.jsonl                      one line per finished clip (appended as clips finish)
+    failures.jsonl                   one line per clip that could not be processed, with the reason
+    cache_info.json                  settings used (crop kinds, audio dtype, package version)
+
+A shard holds, on the 25 Hz grid (``n`` frames):
+
+* ``mouth`` ``(n, 96, 96, 3)`` uint8 RGB, ``face`` ``(n, 128, 128, 3)`` uint8 (only with
+  ``faces=True``), ``valid`` ``(n,)`` uint8 (1 = a face is known; crops are black elsewhere);
+* ``audio`` ``(n * 640,)`` int16 mono 16 kHz (zero-padded / cut to the frame count);
+* metadata strings: ``file``, ``n_frames``, ``has_video``, ``has_audio``, ``coverage``.
+
+safetensors, not pickle, and readable by slices: a training window reads only its frames.
+Writing is resumable: each shard is written under a temporary name and renamed when complete,
+so a shard on disk is always whole; clips already in the index (or whose shard exists, when a
+run was killed between the rename and the index line) are not redone. A clip that fails (bad
+file, decoder error) is written to ``failures.jsonl`` with the reason and skipped; the run goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avdetect.data.manifest import ManifestEntry
+from avdetect.errors import AVDetectError, DataFormatError
+from avdetect.timegrid import SAMPLES_PER_FRAME
+
+logger = logging.getLogger(__name__)
+
+INDEX_NAME = "index.jsonl"
+FAILURES_NAME = "failures.jsonl"
+INFO_NAME = "cache_info.json"
+CACHE_FORMAT = 1
+
+
+def shard_relpath(file: str) -> str:
+    """Where the shard of manifest key ``file`` lives, relative to the cache folder."""
+    h = hashlib.sha1(file.encode("utf-8")).hexdigest()
+    return f"clips/{h[:2]}/{h}.safetensors"
+
+
+@dataclass
+class CacheRecord:
+    """One line of ``index.jsonl``."""
+
+    file: str
+    shard: str
+    n_frames: int
+    has_video: bool
+    has_audio: bool
+    coverage: float
+    seconds: float = 0.0  # processing time
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------
+# one clip
+def audio_to_int16(audio: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def audio_from_int16(audio: np.ndarray) -> np.ndarray:
+    return audio.astype(np.float32) * (1.0 / 32767.0)
+
+
+def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = False, backend: str = "opencv",
+                 max_side: int = 640) -> CacheRecord:
+    """Decode + face-track one clip and write its shard atomically. Raises on failure."""
+    from safetensors.numpy import save_file
+
+    from avdetect.faces import FaceTracker
+    from avdetect.media import load_media
+
+    t0 = time.perf_counter()
+    media = load_media(entry.path, max_side=max_side)
+    info = media.info
+    if info.has_video:
+        n = info.n_frames
+    else:
+        n = info.n_samples // SAMPLES_PER_FRAME
+    if n < 1:
+        raise DataFormatError("the clip holds no whole frame", entry.path)
+    tensors: dict[str, np.ndarray] = {}
+    coverage = 0.0
+    if info.has_video:
+        track = FaceTracker(backend=backend, crops=True).track(media)
+        m = len(track.valid)
+        if m != n:  # the decoder may deliver a frame less / more than the header promised
+            logger.debug("%s: %d tracked frames, header says %d", entry.path, m, n)
+            n = m
+        tensors["mouth"] = np.ascontiguousarray(track.mouth)
+        if faces:
+            tensors["face"] = np.ascontiguousarray(track.face)
+        tensors["valid"] = track.valid.astype(np.uint8)
+        coverage = track.coverage
+    if info.has_audio:
+        a = media.audio
+        need = n * SAMPLES_PER_FRAME
+        a = a[:need] if len(a) >= need else np.pad(a, (0, need - len(a)))
+        tensors["audio"] = audio_to_int16(a)
+    rel = shard_relpath(entry.file)
+    out = Path(cache_dir) / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp")
+    meta = {"file": entry.file, "n_frames": str(n), "has_video": str(info.has_video), "has_audio": str(info.has_audio),
+            "coverage": f"{coverage:.6f}", "format": str(CACHE_FORMAT)}
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    return CacheRecord(entry.file, rel, n, info.has_video, info.has_audio, round(coverage, 6),
+                       round(time.perf_counter() - t0, 3))
+
+
+def _record_from_shard(cache_dir: Path, file: str) -> CacheRecord | None:
+    """Rebuild the index line of a complete shard left by a run killed before it wrote it."""
+    from safetensors import safe_open
+
+    rel = shard_relpath(file)
+    path = cache_dir / rel
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            m = fh.metadata() or {}
+    except Exception as err:  # noqa: BLE001 - any unreadable shard is simply redone
+        logger.warning("%s: unreadable shard (%s); it will be redone", path, err)
+        return None
+    if m.get("file") != file:
+        return None
+    return CacheRecord(file, rel, int(m["n_frames"]), m["has_video"] == "True", m["has_audio"] == "True",
+                       float(m["coverage"]))
+
+
+def _worker(args: tuple) -> tuple[str, CacheRecord | None, str | None]:
+    entry, cache_dir, faces, backend, max_side = args
+    try:
+        return entry.file, process_clip(entry, cache_dir, faces=faces, backend=backend, max_side=max_side), None
+    except AVDetectError as err:
+        return entry.file, None, f"{type(err).__name__}: {err}"
+    except Exception as err:  # noqa: BLE001 - logged to failures.jsonl with the traceback, never lost
+        return entry.file, None, f"{type(err).__name__}: {err} | {traceback.format_exc(limit=3)!r}"
+
+
+def _init_worker() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Lines of a JSONL file; an incomplete last line (a killed writer) is ignored."""
+    if not path.is_file():
+        return []
+    out = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):
+                logger.warning("%s: ignoring an incomplete last line", path)
+                continue
+            raise DataFormatError(f"line {n}: not valid JSON", path) from None
+    return out
+
+
+@dataclass
+class PreprocessSummary:
+    total: int
+    done_before: int
+    processed: int
+    failed: int
+    seconds: float
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int = 1, faces: bool = False,
+               backend: str = "opencv", max_side: int = 640, retry_failed: bool = False,
+               quiet: bool = False) -> PreprocessSummary:
+    """Fill ``cache_dir`` with the shards of ``entries`` (see the module docstring)."""
+    from tqdm import tqdm
+
+    from avdetect import __version__
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    info_path = cache / INFO_NAME
+    info = {"format": CACHE_FORMAT, "faces": faces, "backend": backend, "max_side": max_side,
+            "audio": "int16", "avdetect_version": __version__}
+    if info_path.is_file():
+        old = json.loads(info_path.read_text(encoding="utf-8"))
+        if old.get("faces") != faces or old.get("backend") != backend:
+            raise DataFormatError(f"cache was made with faces={old.get('faces')} backend={old.get('backend')}; "
+                                  f"use the same settings or another folder", cache)
+    else:
+        info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+    index_path, fail_path = cache / INDEX_NAME, cache / FAILURES_NAME
+    done = {d["file"] for d in _read_jsonl(index_path)}
+    failed_before = {d["file"] for d in _read_jsonl(fail_path)}
+    seen: set[str] = set()
+    todo: list[ManifestEntry] = []
+    recovered: list[CacheRecord] = []
+    for e in entries:
+        if e.file in seen:
+            raise DataFormatError(f"{e.file!r} appears twice in the manifest")
+        seen.add(e.file)
+        if e.file in done or (e.file in failed_before and not retry_failed):
+            continue
+        rec = _record_from_shard(cache, e.file)
+        if rec is not None:
+            recovered.append(rec)
+        else:
+            todo.append(e)
+    done_before = len(entries) - len(todo)
+    t0 = time.perf_counter()
+    n_ok = n_fail = 0
+    with index_path.open("a", encoding="utf-8") as index, fail_path.open("a", encoding="utf-8") as fails:
+        for rec in recovered:
+            index.write(rec.to_json() + "\n")
+        index.flush()
+        bar = tqdm(total=len(todo), desc="preprocess", unit="clip", disable=quiet, smoothing=0.1)
+        jobs = [(e, str(cache), faces, backend, max_side) for e in todo]
+        paths = {e.file: e.path for e in todo}
+
+        def handle(file: str, rec: CacheRecord | None, err: str | None) -> None:
+            nonlocal n_ok, n_fail
+            if rec is not None:
+                index.write(rec.to_json() + "\n")
+                index.flush()
+                n_ok += 1
+            else:
+                fails.write(json.dumps({"file": file, "path": paths[file], "error": err}) + "\n")
+                fails.flush()
+                logger.warning("preprocess: %s failed: %s", file, err)
+                n_fail += 1
+            bar.update()
+            bar.set_postfix(failed=n_fail, refresh=False)
+
+        if workers <= 1:
+            for job in jobs:
+                handle(*_worker(job))
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker) as pool:
+                for result in pool.imap_unordered(_worker, jobs, chunksize=1):
+                    handle(*result)
+        bar.close()
+    took = time.perf_counter() - t0
+    summary = PreprocessSummary(len(entries), done_before, n_ok, n_fail, took)
+    logger.info("preprocess: %d clips done (%d before), %d failed, %.2f clips/s", n_ok, done_before, n_fail,
+                summary.clips_per_second)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+@dataclass
+class ClipWindow:
+    """Frames ``[start, start + n)`` of a cached clip (``n`` may be shorter than asked at the end)."""
+
+    mouth: np.ndarray | None  # (n, 96, 96, 3) uint8
+    face: np.ndarray | None  # (n, 128, 128, 3) uint8
+    valid: np.ndarray  # (n,) bool
+    audio: np.ndarray | None  # (n * 640,) float32
+    has_audio_frames: np.ndarray  # (n,) bool
+
+
+class FeatureCache:
+    """Read access to a preprocessing cache: ``records`` by manifest key, ``read`` windows."""
+
+    def __init__(self, cache_dir: str | Path):
+        self.root = Path(cache_dir)
+        if not (self.root / INDEX_NAME).is_file():
+            raise DataFormatError(f"no {INDEX_NAME}: not a preprocessing cache (run avdetect preprocess)", self.root)
+        self.records: dict[str, CacheRecord] = {}
+        for d in _read_jsonl(self.root / INDEX_NAME):
+            self.records[d["file"]] = CacheRecord(**d)
+        info = self.root / INFO_NAME
+        self.info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        self.failures = {d["file"]: d.get("error", "") for d in _read_jsonl(self.root / FAILURES_NAME)}
+
+    def __contains__(self, file: str) -> bool:
+        return file in self.records
+
+    @property
+    def has_faces(self) -> bool:
+        return bool(self.info.get("faces"))
+
+    def read(self, file: str, start: int = 0, stop: int | None = None, audio_shift: int = 0) -> ClipWindow:
+        """Frames ``[start, stop)`` (clipped to the clip). ``audio_shift`` delays the audio by that
+        many frames (audio at frame t comes from frame t - shift; zeros outside the clip)."""
+        from safetensors import safe_open
+
+        rec = self.records.get(file)
+        if rec is None:
+            raise DataFormatError(f"{file!r} is not in the cache", self.root)
+        n = rec.n_frames
+        start = max(0, start)
+        stop = n if stop is None else min(n, stop)
+        if stop <= start:
+            raise DataFormatError(f"{file!r}: empty window [{start}, {stop}) of {n} frames", self.root)
+        m = stop - start
+        with safe_open(str(self.root / rec.shard), framework="numpy") as fh:
+            keys = set(fh.keys())
+            mouth = fh.get_slice("mouth")[start:stop] if "mouth" in keys else None
+            face = fh.get_slice("face")[start:stop] if "face" in keys else None
+            valid = fh.get_slice("valid")[start:stop].astype(bool) if "valid" in keys else np.zeros(m, bool)
+            audio = None
+            has_a = np.zeros(m, bool)
+            if "audio" in keys:
+                a0, a1 = start - audio_shift, stop - audio_shift  # source frames
+                lo, hi = max(0, a0), min(n, a1)
+                audio = np.zeros(m * SAMPLES_PER_FRAME, np.float32)
+                if hi > lo:
+                    src = fh.get_slice("audio")[lo * SAMPLES_PER_FRAME:hi * SAMPLES_PER_FRAME]
+                    off = (lo - a0) * SAMPLES_PER_FRAME
+                    audio[off:off + len(src)] = audio_from_int16(src)
+                    has_a[lo - a0:hi - a0] = True
+        return ClipWindow(mouth, face, valid, audio, has_a)

@@ -1,0 +1,1 @@
+"""Training and evaluation recipes (outside the avdetect package)."""
