@@ -57,6 +57,20 @@ def test_manifest_synthetic_matches_generator(synth_dir, tmp_path):
     assert {e.split for e in read_manifest(path, split="train")} == {"train"}
 
 
+def test_manifest_synthetic_with_empty_splits(synth_dir, tmp_path):
+    """A test-only set (``--split 0,0,1``) has empty train/val split files: they are skipped."""
+    root = tmp_path / "only_test"
+    shutil.copytree(synth_dir, root)
+    entries = build_manifest("synthetic", root)
+    for name in ("train_metadata.json", "val_metadata.json"):
+        (root / name).write_text("[]")
+    kept = [e for e in entries if e.split == "test"]
+    meta = json.loads((root / "metadata.json").read_text())
+    (root / "metadata.json").write_text(json.dumps([m for m in meta if m["split"] == "test"]))
+    got = build_manifest("synthetic", root)
+    assert [e.file for e in got] == [e.file for e in kept] and got
+
+
 def test_manifest_lavdf_layout(synth_dir, tmp_path):
     root = tmp_path / "LAV-DF"
     meta = _clips(synth_dir)

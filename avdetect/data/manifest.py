@@ -189,6 +189,16 @@ def _av1m_path(root: Path, split: str, file: str) -> Path:
     return nested if nested.is_file() or not (root / file).is_file() else root / file
 
 
+def _empty_json_list(path: Path) -> bool:
+    """True for a file holding just ``[]`` (cheap: only small files are parsed)."""
+    if path.stat().st_size > 64:
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == []
+    except (ValueError, UnicodeDecodeError):
+        return False  # read_metadata reports the format error with its file name
+
+
 def build_av1m(root: str | Path, check_files: bool = True, dataset: str = "av1m") -> list[ManifestEntry]:
     """AV-Deepfake1M: ``root/{train,val,test}_metadata.json`` (those present; test has no labels
     in the public release and is skipped when absent)."""
@@ -200,6 +210,9 @@ def build_av1m(root: str | Path, check_files: bool = True, dataset: str = "av1m"
         raise DataFormatError("no {train,val,test}_metadata.json found", root)
     out = []
     for split, f in files:
+        if _empty_json_list(f):  # a split without clips (e.g. a test-only synthetic set)
+            logger.info("%s lists no clips; skipped", f)
+            continue
         meta = read_metadata(f)
         if meta.format != "av1m":
             raise DataFormatError(f"expected AV-Deepfake1M metadata (fake_segments), found {meta.format}", f)
