@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as _dt
+import json
 import logging
 import os
 import platform
@@ -41,7 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from avdetect import __version__
-from avdetect.errors import CheckpointNotFoundError, ConfigError, MediaError
+from avdetect.errors import CheckpointError, CheckpointNotFoundError, ConfigError, MediaError
 from avdetect.localization import ProposalConfig, ScoreTrack, TrackStitcher, propose
 from avdetect.media import load_media, sha256_file
 from avdetect.report.model import (DetectionReport, ModalityResult, Provenance, QualityWarning, Segment,
@@ -90,7 +91,9 @@ class DetectOptions:
         windows overlap by a quarter, which :class:`TrackStitcher` cross-fades).
     max_side: longer side of decoded frames (faces are tracked and cropped at this size).
     min_face_coverage: below this fraction of frames with a face the visual verdict is "unknown".
-    min_segment_score: proposals below this confidence are never flagged.
+    min_segment_score: proposals whose ranking confidence (localisation quality, see
+        :mod:`avdetect.localization`) is below this are never flagged (default 0: a segment is
+        flagged when its frames' mean fused p(fake) reaches ``threshold``; that mean is its score).
     min_segment_s: flagged segments are at least this long (shorter blips are model noise).
     merge_gap_s: flagged segments closer than this are reported as one.
     max_segments: at most this many flagged segments (best first).
@@ -105,7 +108,7 @@ class DetectOptions:
     hop: int | None = None
     max_side: int = 640
     min_face_coverage: float = 0.1
-    min_segment_score: float = 0.2
+    min_segment_score: float = 0.0
     min_segment_s: float = 0.2
     merge_gap_s: float = 0.24
     max_segments: int = 20
@@ -310,6 +313,24 @@ def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
 
 
 # ---------------------------------------------------------------------------------------
+CALIBRATION_FILE = "calibration.json"
+
+
+def read_calibration(folder: Path) -> float | None:
+    """The decision threshold a checkpoint was calibrated for (``calibration.json`` beside its
+    weights: ``{"threshold": p, "method": "..."}``), or None. A malformed file is an error."""
+    f = Path(folder) / CALIBRATION_FILE
+    if not f.is_file():
+        return None
+    try:
+        value = float(json.loads(f.read_text(encoding="utf-8"))["threshold"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"malformed {CALIBRATION_FILE}: {err}", f) from err
+    if not 0.0 < value < 1.0:
+        raise CheckpointError(f"{CALIBRATION_FILE}: threshold must be in (0, 1), got {value}", f)
+    return value
+
+
 class Detector:
     """A loaded model plus detection options: load once with :meth:`from_pretrained`, call
     :meth:`detect` on many files."""
@@ -343,10 +364,13 @@ class Detector:
         path = resolve_checkpoint(checkpoint)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AVDetector.from_pretrained(path, map_location=device)
+        folder = path.parent if path.is_file() else path
         opts = options or DetectOptions()
+        calibrated = read_calibration(folder)
+        if options is None and "threshold" not in option_overrides and calibrated is not None:
+            opts = replace(opts, threshold=calibrated)  # the checkpoint's own operating point
         if option_overrides:
             opts = replace(opts, **option_overrides)
-        folder = path.parent if path.is_file() else path
         return cls(model, checkpoint=folder, device=device, options=opts,
                    weights_sha256=_sha256_or_none(folder / "model.safetensors"))
 
@@ -568,26 +592,28 @@ class Detector:
 
         thr = opts.threshold
         fused = tracks["fused"].frame
-        kept: list[list] = []  # [start_frame, end_frame, confidence]
+        kept: list[list] = []  # [start_frame, end_frame, mean fused p(fake)] in proposal rank order
         for conf, a_s, b_s in fused_props:
             if conf < opts.min_segment_score:
                 continue
             a, b = int(seconds_to_frames_round(a_s)), int(seconds_to_frames_round(b_s))
             b = max(b, a + 1)
-            if fused[a:b].mean() < thr:
+            p_fake = float(fused[a:b].mean())
+            if p_fake < thr:
                 continue
             # hard dedupe: soft-NMS keeps decayed near-duplicates in its ranked list
             if any(min(b, kb) - max(a, ka) > 0.3 * (max(b, kb) - min(a, ka)) for ka, kb, _ in kept):
                 continue
-            kept.append([a, b, float(conf)])
+            kept.append([a, b, p_fake])
         gap = int(seconds_to_frames_round(opts.merge_gap_s))
         merged: list[list] = []
-        for a, b, conf in sorted(kept):
+        for a, b, _ in sorted(kept):
             if merged and a - merged[-1][1] <= gap:
                 merged[-1][1] = max(merged[-1][1], b)
-                merged[-1][2] = max(merged[-1][2], conf)
             else:
-                merged.append([a, b, conf])
+                merged.append([a, b, 0.0])
+        for m in merged:  # a segment's score: the mean fused p(fake) of its frames
+            m[2] = float(fused[m[0] : m[1]].mean())
         out: list[Segment] = []
         for a, b, conf in sorted(merged, key=lambda m: -m[2]):
             if frames_to_seconds(b - a) < opts.min_segment_s - 1e-9 or len(out) >= opts.max_segments:

@@ -146,7 +146,8 @@ def _run_synth(args) -> int:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: checkpoints/avdetect-small-synth)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--threshold", type=float, default=0.5, help="p(fake) at or above which a file or segment is flagged (default 0.5)")
+    p.add_argument("--threshold", type=float,
+                   help="p(fake) at or above which a file or segment is flagged (default: the checkpoint's calibrated threshold, else 0.5)")
     p.add_argument("--hop", type=int, help="frames between model windows (default: 3/4 of a window)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
     p.add_argument("--no-forensics", action="store_true", help="skip the training-free evidence")
@@ -157,7 +158,9 @@ def _detect_options(args) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    opts = {"threshold": args.threshold, "forensics": not args.no_forensics}
+    opts = {"forensics": not args.no_forensics}
+    if args.threshold is not None:
+        opts["threshold"] = args.threshold
     if args.hop is not None:
         opts["hop"] = args.hop
     return opts

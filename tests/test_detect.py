@@ -262,6 +262,26 @@ def test_bad_file_is_typed_error(detector, work):
         detector.detect(bad)
 
 
+def test_checkpoint_calibration_sets_the_default_threshold(checkpoint, tmp_path, fake_clip):
+    """calibration.json beside the weights is the checkpoint's operating point; an explicit
+    threshold wins; a malformed file is a CheckpointError, not a silent 0.5."""
+    import shutil
+
+    from avdetect.api import Detector
+    from avdetect.errors import CheckpointError
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(checkpoint, folder)
+    (folder / "calibration.json").write_text(json.dumps({"threshold": 0.63, "method": "test"}))
+    assert Detector.from_pretrained(folder, device="cpu").options.threshold == 0.63
+    assert Detector.from_pretrained(folder, device="cpu", threshold=0.4).options.threshold == 0.4
+    report = Detector.from_pretrained(folder, device="cpu").detect(fake_clip[0], forensics=False, thumbnails=False)
+    assert report.to_dict()["threshold"] == 0.63
+    (folder / "calibration.json").write_text('{"thresh": 2}')
+    with pytest.raises(CheckpointError, match="calibration.json"):
+        Detector.from_pretrained(folder, device="cpu")
+
+
 def test_missing_default_checkpoint(monkeypatch, tmp_path):
     import avdetect
     from avdetect.errors import CheckpointNotFoundError
