@@ -316,19 +316,23 @@ def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
 CALIBRATION_FILE = "calibration.json"
 
 
-def read_calibration(folder: Path) -> float | None:
-    """The decision threshold a checkpoint was calibrated for (``calibration.json`` beside its
-    weights: ``{"threshold": p, "method": "..."}``), or None. A malformed file is an error."""
+def read_calibration(folder: Path) -> dict | None:
+    """What a checkpoint says about its own use (``calibration.json`` beside its weights), or None:
+    ``threshold`` (its decision threshold, required), ``method`` (how it was found) and optionally
+    ``warning`` (a caveat every report made with it must carry, e.g. synthetic-only training).
+    A malformed file is a :class:`CheckpointError`, never a silent default."""
     f = Path(folder) / CALIBRATION_FILE
     if not f.is_file():
         return None
     try:
-        value = float(json.loads(f.read_text(encoding="utf-8"))["threshold"])
+        data = json.loads(f.read_text(encoding="utf-8"))
+        value = float(data["threshold"])
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"malformed {CALIBRATION_FILE}: {err}", f) from err
     if not 0.0 < value < 1.0:
         raise CheckpointError(f"{CALIBRATION_FILE}: threshold must be in (0, 1), got {value}", f)
-    return value
+    warning = data.get("warning")
+    return {"threshold": value, "method": str(data.get("method", "")), "warning": str(warning) if warning else None}
 
 
 class Detector:
@@ -336,9 +340,11 @@ class Detector:
     :meth:`detect` on many files."""
 
     def __init__(self, model, checkpoint: str | Path = "(in memory)", device: str | None = None,
-                 options: DetectOptions | None = None, weights_sha256: str | None = None):
+                 options: DetectOptions | None = None, weights_sha256: str | None = None,
+                 checkpoint_warning: str | None = None):
         import torch
 
+        self.checkpoint_warning = checkpoint_warning  # carried into every report's warnings
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.checkpoint = str(checkpoint)
@@ -366,13 +372,14 @@ class Detector:
         model = AVDetector.from_pretrained(path, map_location=device)
         folder = path.parent if path.is_file() else path
         opts = options or DetectOptions()
-        calibrated = read_calibration(folder)
-        if options is None and "threshold" not in option_overrides and calibrated is not None:
-            opts = replace(opts, threshold=calibrated)  # the checkpoint's own operating point
+        calibration = read_calibration(folder)
+        if options is None and "threshold" not in option_overrides and calibration is not None:
+            opts = replace(opts, threshold=calibration["threshold"])  # the checkpoint's operating point
         if option_overrides:
             opts = replace(opts, **option_overrides)
         return cls(model, checkpoint=folder, device=device, options=opts,
-                   weights_sha256=_sha256_or_none(folder / "model.safetensors"))
+                   weights_sha256=_sha256_or_none(folder / "model.safetensors"),
+                   checkpoint_warning=calibration["warning"] if calibration else None)
 
     # ------------------------------------------------------------------ detection
     def detect(self, path: str | os.PathLike, quiet: bool = True, **option_overrides) -> DetectionReport:
@@ -529,6 +536,8 @@ class Detector:
 
         # ---------------------------------------------------------------- warnings
         warnings = self._warnings(info, has_video, has_audio, coverage, visual_ok, faces, opts)
+        if self.checkpoint_warning:
+            warnings.insert(0, QualityWarning("checkpoint_domain", self.checkpoint_warning))
 
         # ---------------------------------------------------------------- thumbnails, evidence
         t0 = time.perf_counter()

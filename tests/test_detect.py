@@ -269,14 +269,20 @@ def test_checkpoint_calibration_sets_the_default_threshold(checkpoint, tmp_path,
 
     from avdetect.api import Detector
     from avdetect.errors import CheckpointError
+    from avdetect.report import validate_report
 
     folder = tmp_path / "calibrated"
     shutil.copytree(checkpoint, folder)
-    (folder / "calibration.json").write_text(json.dumps({"threshold": 0.63, "method": "test"}))
+    (folder / "calibration.json").write_text(json.dumps({"threshold": 0.63, "method": "test", "warning": "synthetic only"}))
     assert Detector.from_pretrained(folder, device="cpu").options.threshold == 0.63
     assert Detector.from_pretrained(folder, device="cpu", threshold=0.4).options.threshold == 0.4
     report = Detector.from_pretrained(folder, device="cpu").detect(fake_clip[0], forensics=False, thumbnails=False)
-    assert report.to_dict()["threshold"] == 0.63
+    d = report.to_dict()
+    assert d["threshold"] == 0.63
+    # the checkpoint's caveat reaches every report: first warning, and the CLI summary
+    assert d["warnings"][0] == {"code": "checkpoint_domain", "message": "synthetic only"}
+    assert "caveat: synthetic only" in report.summary()
+    validate_report(d)
     (folder / "calibration.json").write_text('{"thresh": 2}')
     with pytest.raises(CheckpointError, match="calibration.json"):
         Detector.from_pretrained(folder, device="cpu")

@@ -187,9 +187,11 @@ class DetectionReport:
         return [s.as_row() for s in self.segments]
 
     def summary(self) -> str:
-        """One line: file, verdict, probability, segments."""
+        """One line: file, verdict, probability, segments (and the checkpoint's caveat, if any)."""
         segs = ", ".join(f"{s.start_s:.2f}-{s.end_s:.2f}s {s.modality} {s.score:.2f}" for s in self.segments[:5])
         more = f" (+{len(self.segments) - 5} more)" if len(self.segments) > 5 else ""
-        return (f"{self.file}: {self.verdict.upper()} p(fake)={self.fake_probability:.3f} "
+        line = (f"{self.file}: {self.verdict.upper()} p(fake)={self.fake_probability:.3f} "
                 f"(threshold {self.threshold:.2f}); visual {self.visual.verdict}, audio {self.audio.verdict}; "
                 f"{len(self.segments)} segment(s){': ' + segs + more if segs else ''}")
+        caveat = next((w.message for w in self.warnings if w.code == "checkpoint_domain"), None)
+        return line + (f"\n  caveat: {caveat}" if caveat else "")
