@@ -577,3 +577,33 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
     s = scan(folder, out, workers=2, checkpoint=checkpoint, forensics=False, thumbnails=False)
     assert (s.done, s.ok, s.failed) == (4, 3, 1)
     assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
+
+
+def test_shipped_checkpoint_localises_audio_fakes_and_spares_real_clips(tmp_path):
+    """The default checkpoint (synthetic-only) on clips it never saw: replaced-audio spans are
+    flagged where they are, a real clip gets no segment, and every report carries its caveat.
+    (It does not find video-only fakes: see checkpoints/avdetect-small-synth/MODEL_CARD.md.)"""
+    from avdetect.api import Detector, default_checkpoint_dir
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    if not (default_checkpoint_dir() / "model.safetensors").is_file():
+        pytest.skip("no shipped checkpoint")
+    det = Detector.from_pretrained(None, device="cpu")
+
+    def iou(a, b):
+        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) / (max(a[1], b[1]) - min(a[0], b[0]))
+
+    found = total = 0
+    for seed in (100, 103, 104):
+        path = tmp_path / f"audio_{seed}.mp4"
+        truth = render_clip(path, ClipSpec(seed=seed, duration=6.0, manipulation=Manipulation(kind="audio")))
+        report = det.detect(path, forensics=False, thumbnails=False)
+        segs = [(s.start_s, s.end_s) for s in report.segments]
+        for t in truth.fake_segments:
+            total += 1
+            found += max([iou(t, s) for s in segs], default=0.0) >= 0.5
+        assert report.warnings[0].code == "checkpoint_domain"
+    assert found >= 0.6 * total, (found, total)
+    real = tmp_path / "real.mp4"
+    render_clip(real, ClipSpec(seed=100, duration=6.0, manipulation=Manipulation(kind="real")))
+    assert det.detect(real, forensics=False, thumbnails=False).segments == []
