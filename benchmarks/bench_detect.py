@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_media import make_long  # noqa: E402  (same folder)
 from avdetect.media import ffmpeg_exe, load_media  # noqa: E402
 
 
@@ -59,14 +60,6 @@ def make_detector(checkpoint: str | None, model: str, threads: int, folder: str,
         note = f" (random-init {model}: speed only)"
     det = Detector.from_pretrained(checkpoint, device="cpu", forensics=forensics)
     return det, note
-
-
-def make_long(src: str, minutes: float, folder: str) -> str:
-    out = str(Path(folder) / f"long_{minutes:g}min{Path(src).suffix}")
-    loops = int(minutes * 60 / max(0.5, load_media(src).duration)) + 1
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-stream_loop", str(loops), "-i", src,
-                    "-c", "copy", "-t", str(minutes * 60), out], check=True)
-    return out
 
 
 def make_720p(src: str, out: str) -> None:
