@@ -97,22 +97,22 @@ class _Packed:
     pair_iou: np.ndarray  # (K,) float32
 
 
-def _as_proposals(p, i: int) -> np.ndarray:
-    a = np.asarray(p, dtype=np.float64)
+def _as_rows(x, i: int, width: int, what: str) -> np.ndarray:
+    """``x`` as an (n, width) float64 array; (0, width) when empty; ValueError naming video i."""
+    a = np.asarray(x, dtype=np.float64)
     if a.size == 0:
-        return np.zeros((0, 3))
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"proposals of video {i} must have shape (n, 3) [confidence, start, end], got {a.shape}")
+        return np.zeros((0, width))
+    if a.ndim != 2 or a.shape[1] != width:
+        raise ValueError(f"{what} of video {i} must have shape (n, {width}), got {a.shape}")
     return a
+
+
+def _as_proposals(p, i: int) -> np.ndarray:
+    return _as_rows(p, i, 3, "proposals [confidence, start, end]")
 
 
 def _as_segments(g, i: int) -> np.ndarray:
-    a = np.asarray(g, dtype=np.float64)
-    if a.size == 0:
-        return np.zeros((0, 2))
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise ValueError(f"ground truth of video {i} must have shape (n, 2) [start, end], got {a.shape}")
-    return a
+    return _as_rows(g, i, 2, "ground truth [start, end]")
 
 
 def _pack(proposals: Sequence, ground_truth: Sequence, min_iou: float, chunk_pairs: int = 4_000_000) -> _Packed:

@@ -3,8 +3,7 @@
     from avdetect.media import load_media
     from avdetect.forensics import analyze
     result = analyze(load_media("clip.mp4"))       # ForensicsResult
-    for e in result.evidence:                       # Evidence, strongest first
-        print(e.kind, e.start_s, e.end_s, e.strength, e.explanation)
+    result.evidence[0].explanation                  # Evidence items, strongest first
     result.tracks["sync"]                           # per-window AV offset / confidence (seconds)
     result.to_dict()                                # JSON-ready
 
