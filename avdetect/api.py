@@ -37,6 +37,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import numpy as np
@@ -208,6 +209,7 @@ class _FaceStream:
         self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
         self.seconds = 0.0
         self.last_track = None
+        self.on_chunk = None  # called with every chunk as it arrives (the forensic face features)
 
     def _pull(self, upto: int) -> None:
         while self.end < upto:
@@ -221,6 +223,8 @@ class _FaceStream:
             self.valid[a:b] = part.valid
             self.boxes[a:b] = part.boxes
             self.last_track = part
+            if self.on_chunk is not None:
+                self.on_chunk(part)
             self._parts.append(part)
             self.end = b
 
@@ -408,13 +412,14 @@ class Detector:
         if n < 1:
             raise MediaError("the file holds no frame and no audio sample to analyse", info.path)
 
-        faces = None
+        faces = face_feats = None
         if has_video:
             from avdetect.faces import FaceTracker
 
             tracker = FaceTracker(backend=opts.face_backend, crops=True)
             chunks = tracker.iter_windows(media, window=hop)
             faces = _FaceStream(_Prefetch(chunks) if opts.prefetch else chunks, n, keep_face=bool(cfg.visual.use_face))
+            face_feats = self._face_feature_hook(faces, media, opts)
         audio = _AudioStream(media, opts.audio_chunk_s) if has_audio else None
         audio_frames = min(n, -(-info.n_samples // SAMPLES_PER_FRAME)) if has_audio else 0
         audio_mask_all = np.arange(n) < audio_frames
@@ -545,8 +550,10 @@ class Detector:
             opts.thumbnails and has_video) else []
         stages["thumbnails"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        evidence, forensics = self._forensics(media, opts, warnings)
+        evidence, forensics = self._forensics(media, opts, warnings, face_feats=face_feats)
         stages["forensics"] = time.perf_counter() - t0
+        if face_feats is not None:
+            stages["forensic_face_features"] = face_feats.seconds  # done while faces streamed past
 
         # ---------------------------------------------------------------- provenance
         import torch as _torch
@@ -735,7 +742,37 @@ class Detector:
         return out
 
     @staticmethod
-    def _forensics(media, opts: DetectOptions, warnings: list[QualityWarning]) -> tuple[list[dict], dict[str, Any]]:
+    def _face_feature_hook(faces: "_FaceStream", media, opts: DetectOptions):
+        """When forensics will run, reduce every face-track chunk to the forensic face features as it
+        streams past (one decode and one face tracking for both). Returns a holder whose ``acc``
+        is the accumulator, or None. A failure here is logged and the forensic analysis then
+        tracks faces itself, so detection is never lost to it."""
+        if not opts.forensics:
+            return None
+        try:
+            from avdetect.forensics.features import FaceFeatureAccumulator
+        except ImportError:
+            return None
+        holder = SimpleNamespace(acc=FaceFeatureAccumulator(tuple(media.working_size)), error=None, seconds=0.0)
+
+        def add(part) -> None:
+            if holder.acc is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                holder.acc.add(part)
+                holder.seconds += time.perf_counter() - t0
+            except Exception as err:  # logged, recorded; forensics falls back to its own tracking
+                log.warning("%s: forensic face features failed (%s: %s); forensics will track faces itself",
+                            media.info.path, type(err).__name__, err)
+                holder.acc, holder.error = None, f"{type(err).__name__}: {err}"
+
+        faces.on_chunk = add
+        return holder
+
+    @staticmethod
+    def _forensics(media, opts: DetectOptions, warnings: list[QualityWarning],
+                   face_feats=None) -> tuple[list[dict], dict[str, Any]]:
         """Evidence items from :func:`avdetect.forensics.analyze` when that package is importable."""
         info: dict[str, Any] = {"available": False, "ran": [], "skipped": {}, "error": None, "tracks": {}}
         import importlib
@@ -751,7 +788,10 @@ class Detector:
             return [], info
         try:
             forensics = importlib.import_module("avdetect.forensics")
-            res = forensics.analyze(media, face_track=None)
+            ff = None
+            if face_feats is not None and face_feats.acc is not None and face_feats.acc.n_frames >= media.n_frames:
+                ff = face_feats.acc.result()
+            res = forensics.analyze(media, face_track=None, face_feats=ff)
         except Exception as err:  # recorded in the report and logged, never hidden
             log.warning("%s: forensics failed: %s: %s", media.info.path, type(err).__name__, err)
             info["error"] = f"{type(err).__name__}: {err}"
@@ -759,6 +799,8 @@ class Detector:
             return [], info
         items = [e.to_dict() if hasattr(e, "to_dict") else asdict(e) for e in res.evidence]
         info["ran"] = list(getattr(res, "ran", []))
+        info["seconds"] = {k: _r(v, 4) for k, v in getattr(res, "seconds", {}).items()}
+        info["shared_face_tracking"] = ff is not None
         info["skipped"] = {str(k): str(v) for k, v in getattr(res, "skipped", {}).items()}
         tracks = getattr(res, "tracks", {}) or {}
         info["tracks"] = {k: (t.to_dict() if hasattr(t, "to_dict") else t) for k, t in tracks.items()}

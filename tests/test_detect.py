@@ -301,6 +301,31 @@ def test_missing_default_checkpoint(monkeypatch, tmp_path):
     assert default_checkpoint_dir() == ROOT / "checkpoints" / "avdetect-small-synth"
 
 
+def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip, monkeypatch):
+    """Evidence in a detect report comes from the faces detect tracked (no second decode and face
+    tracking) and equals a standalone forensic analysis of the same file."""
+    import importlib
+
+    from avdetect.forensics import analyze
+
+    fa = importlib.import_module("avdetect.forensics.analyze")  # the module (the package's `analyze` is the function)
+    from avdetect.media import load_media
+
+    alone = analyze(load_media(fake_clip[0]))
+    assert fake_report.forensics["shared_face_tracking"] is True
+    assert sorted(fake_report.forensics["ran"]) == sorted(alone.ran)
+    assert [(e["kind"], e["start_s"], e["strength"]) for e in fake_report.evidence] == \
+        [(d["kind"], d["start_s"], d["strength"]) for d in (e.to_dict() for e in alone.evidence)]
+
+    def second_pass(*_a, **_k):
+        raise AssertionError("forensics decoded and tracked faces a second time")
+
+    monkeypatch.setattr(fa, "face_features", second_pass)
+    r = detector.detect(fake_clip[0], thumbnails=False)
+    assert r.forensics["error"] is None and r.forensics["shared_face_tracking"] is True
+    assert {"sync", "visual", "blinks"} <= set(r.forensics["ran"])
+
+
 # ---------------------------------------------------------------------------------------
 # forensics plugs into the evidence field
 class _Ev:
@@ -318,7 +343,7 @@ def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
 
     seen = {}
 
-    def analyze(media, face_track=None):
+    def analyze(media, face_track=None, **_kw):
         seen["path"] = media.info.path
         return types.SimpleNamespace(evidence=[_Ev("sync_span", 1.0, 2.0, {"offset_s": 0.2}, 0.8),
                                                _Ev("container", None, None, "re-encoded", 0.3)],
@@ -332,7 +357,7 @@ def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
     assert r.forensics["ran"] == ["sync", "container"] and r.forensics["skipped"] == {"blinks": "too short"}
     validate_report(r.to_dict())
 
-    def broken(media, face_track=None):
+    def broken(media, face_track=None, **_kw):
         raise RuntimeError("boom")
 
     monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=broken))

@@ -9,7 +9,7 @@ from avdetect.forensics.audio import analyze_audio_splices, audio_frame_features
 from avdetect.forensics.blinks import blink_evidence
 from avdetect.forensics.container import container_evidence
 from avdetect.forensics.evidence import ForensicsResult
-from avdetect.forensics.features import face_features
+from avdetect.forensics.features import FaceFeatures, face_features
 from avdetect.forensics.sync import SyncScorer, sync_evidence, sync_track
 from avdetect.forensics.visual import track_jump_evidence, visual_change_evidence
 
@@ -28,7 +28,8 @@ KINDS = {
 MIN_FACE_COVERAGE = 0.3
 
 
-def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None = None) -> ForensicsResult:
+def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None = None,
+            face_feats: FaceFeatures | None = None) -> ForensicsResult:
     """Training-free forensic evidence for ``media`` (a :class:`avdetect.media.Media`).
 
     Args:
@@ -37,6 +38,9 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
             if already computed; otherwise faces are tracked here, window by window.
         kinds: analyses to run (names from :data:`ANALYSES`); None: all.
         sync_scorer: replaces the training-free sync scorer (e.g. a model's sync head).
+        face_feats: per-frame face features already gathered while the caller tracked faces
+            (:class:`avdetect.forensics.features.FaceFeatureAccumulator`); then neither decoding
+            nor face tracking happens here. Takes precedence over ``face_track``.
 
     Returns: a :class:`ForensicsResult`; analyses that cannot run (no audio, no video, no face)
     are listed in ``skipped`` with the reason.
@@ -84,7 +88,9 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
                 res.skipped[k] = "the file has no video stream"
         else:
             t = time.perf_counter()
-            ff = face_features(media, face_track=face_track)
+            ff = face_feats if face_feats is not None else face_features(media, face_track=face_track)
+            if len(ff) < media.n_frames:
+                raise ValueError(f"face features cover {len(ff)} of {media.n_frames} frames")
             res.seconds["face_features"] = time.perf_counter() - t
             if ff.coverage < MIN_FACE_COVERAGE:
                 reason = (f"a face is visible in only {ff.coverage:.0%} of the frames" if ff.coverage > 0 else "no face was found")

@@ -125,24 +125,46 @@ def _window_features(track) -> dict:
     return out
 
 
+class FaceFeatureAccumulator:
+    """Builds :class:`FaceFeatures` from face-track windows as they stream past, so that a caller
+    that already tracks faces (``avdetect.detect``) hands each window here instead of the forensic
+    analysis decoding and tracking the video a second time. Windows must arrive in time order and
+    without gaps; each is reduced at once and can then be dropped."""
+
+    def __init__(self, frame_size: tuple[int, int]):
+        self.frame_size = tuple(frame_size)
+        self._parts: list[dict] = []
+        self.n_frames = 0
+
+    def add(self, track) -> None:
+        """Reduce one :class:`avdetect.faces.FaceTrack` window (with crops) starting at frame ``n_frames``."""
+        if track.start_frame != self.n_frames:
+            raise ValueError(f"face-track window starts at frame {track.start_frame}, expected {self.n_frames}")
+        self._parts.append(_window_features(track))
+        self.n_frames += len(track)
+
+    def result(self) -> FaceFeatures:
+        parts = self._parts or [_window_features(_EmptyTrack())]
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return FaceFeatures(frame_size=self.frame_size, **cat)
+
+
 def face_features(media=None, face_track=None, window: int = 250) -> FaceFeatures:
     """Per-frame face features from ``face_track`` (a FaceTrack with crops) or, when None, by
     tracking faces in ``media`` window by window (streaming, bounded memory)."""
     if face_track is not None:
-        windows = [face_track]
-        frame_size = face_track.frame_size
-    else:
-        if media is None:
-            raise ValueError("give media or face_track")
-        from avdetect.faces import FaceTracker
+        acc = FaceFeatureAccumulator(face_track.frame_size)
+        acc.n_frames = face_track.start_frame
+        acc.add(face_track)
+        return acc.result()
+    if media is None:
+        raise ValueError("give media or face_track")
+    from avdetect.faces import FaceTracker
 
-        windows = FaceTracker(crops=True).iter_windows(media, window=window)
-        frame_size = tuple(media.working_size)
-    parts = [_window_features(w) for w in windows]
-    if not parts:
-        parts = [_window_features(_EmptyTrack())]
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return FaceFeatures(frame_size=frame_size, **cat)
+    acc = FaceFeatureAccumulator(tuple(media.working_size))
+    for w in FaceTracker(crops=True).iter_windows(media, window=window):
+        acc.add(w)
+    return acc.result()
 
 
 class _EmptyTrack:
