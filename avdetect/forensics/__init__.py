@@ -11,8 +11,8 @@ Every item says where (seconds; None for whole-file facts), what was measured, w
 in one sentence, how strong it is in [0, 1] and how far to trust it. Nothing here is learned
 from data; a model's sync head can be plugged in through ``analyze(..., sync_scorer=...)``.
 """
-from avdetect.forensics.analyze import ANALYSES, KINDS, analyze
+from avdetect.forensics.analyze import ANALYSES, KIND_LABELS, KINDS, analyze
 from avdetect.forensics.evidence import Evidence, ForensicsResult, Track
 from avdetect.forensics.sync import EnvelopeSyncScorer, SyncScorer
 
-__all__ = ["ANALYSES", "KINDS", "EnvelopeSyncScorer", "Evidence", "ForensicsResult", "SyncScorer", "Track", "analyze"]
+__all__ = ["ANALYSES", "KIND_LABELS", "KINDS", "EnvelopeSyncScorer", "Evidence", "ForensicsResult", "SyncScorer", "Track", "analyze"]

@@ -25,6 +25,17 @@ KINDS = {
     "visual": ("visual_change", "face_track_jump"),
     "blinks": ("blinks",),
 }
+#: Each evidence kind in plain words, as reports name it (timeline lanes, evidence tables).
+KIND_LABELS = {
+    "container": "file container",
+    "audio_splice": "audio splice",
+    "audio_bandwidth": "audio bandwidth",
+    "sync_offset": "lip-sync offset",
+    "sync_span": "lip sync",
+    "visual_change": "face-region change",
+    "face_track_jump": "face track jump",
+    "blinks": "blinks",
+}
 MIN_FACE_COVERAGE = 0.3
 
 

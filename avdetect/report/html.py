@@ -1,7 +1,8 @@
 """A self-contained HTML report for investigators, from the serialised report dict only.
 
 One file, readable offline: the verdict first, then a timeline (per-frame scores with the
-flagged segments shaded, face presence, audio waveform envelope) drawn with matplotlib and
+flagged segments shaded, one lane per kind of training-free evidence when forensics ran (see
+:mod:`avdetect.report.lanes`), face presence, audio waveform envelope) drawn with matplotlib and
 embedded as a base64 PNG, face thumbnails of the flagged segments (base64 JPEG), a table of
 segments, the quality warnings, training-free evidence when present, and the provenance. The
 page references nothing outside itself (no scripts, fonts, styles or images from the network).
@@ -16,9 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from avdetect.report.lanes import STRONG, Lane, evidence_lanes, known_kinds
+
 COLOURS = {"visual": "#1f77b4", "audio": "#2ca02c", "fused": "#d62728", "sync": "#9467bd"}
 VERDICT_COLOURS = {"fake": "#b00020", "real": "#1b7f3b", "unknown": "#8a6d00"}
 MAX_PLOT_POINTS = 2000
+LANE_COLOUR = "#5e2a84"  # evidence bars: this colour at strength 1, fading to white at 0
+LANE_RATIO = 0.55  # an evidence lane's height, relative to the score plot's 4
+LANE_INCHES = 0.4  # figure height added per lane
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;line-height:1.4}
@@ -61,23 +67,72 @@ def _bin_max(x: np.ndarray, step: int) -> np.ndarray:
     return out
 
 
-def timeline_png(d: dict) -> str:
-    """The timeline figure as base64 PNG (scores, shaded segments, face strip, waveform)."""
+def _strength_colour(strength: float) -> tuple[float, float, float]:
+    """Opaque colour for an evidence bar: near white at strength 0, :data:`LANE_COLOUR` at 1
+    (opaque, so overlapping bars do not add up; the strongest is drawn last, on top)."""
+    a = 0.1 + 0.9 * min(1.0, max(0.0, float(strength)))
+    r, g, b = (int(LANE_COLOUR[i : i + 2], 16) / 255.0 for i in (1, 3, 5))
+    return (1 - a + a * r, 1 - a + a * g, 1 - a + a * b)
+
+
+def _draw_lane(a, lane: Lane, duration: float) -> None:
+    """One evidence lane on axes ``a`` (x in seconds, y in [0, 1]); see :class:`Lane`."""
+    a.set_ylim(0, 1)
+    a.set_yticks([])
+    a.set_ylabel(f"{lane.label}\n{lane.summary()}", rotation=0, ha="right", va="center", fontsize=8, linespacing=1.1)
+    for side in ("top", "right"):
+        a.spines[side].set_color("#ddd")
+    if lane.skipped is not None:
+        a.set_facecolor("#f1f1f1")
+        a.text(0.5, 0.5, f"skipped: {lane.skipped}", transform=a.transAxes, ha="center", va="center",
+               color="#666", fontsize=8, style="italic")
+        return
+    a.grid(axis="x", alpha=0.25)
+    if lane.line is not None:
+        t, y = lane.line
+        a.plot(t, 0.06 + 0.88 * y, color="#888", lw=0.7, alpha=0.7)
+    if lane.bars:
+        # at least about one pixel wide (a 40 ms item on an hour stays visible), strong items about
+        # three, so that one strong item among hundreds of weak ones catches the eye
+        min_w = [duration / (350.0 if x >= STRONG else 1000.0) for _, _, x in lane.bars]
+        a.broken_barh([(s, max(e - s, w)) for (s, e, _), w in zip(lane.bars, min_w)], (0.15, 0.7),
+                      facecolors=[_strength_colour(x) for _, _, x in lane.bars], edgecolor="none")
+    if lane.ticks:
+        a.vlines(lane.ticks, 0.0, 0.22, color="#555", lw=0.6)
+    if lane.whole_file:
+        top = lane.whole_file[0]
+        n = len(lane.whole_file)
+        text = f"whole file: strength {top:.2f}" if n == 1 else f"whole file: {n} facts, strongest {top:.2f}"
+        a.text(0.995, 0.5, text, transform=a.transAxes, ha="right", va="center", fontsize=7.5, color="#222",
+               bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": _strength_colour(top), "lw": 1.6})
+    elif not lane.n_items:
+        a.text(0.995, 0.5, "checked: nothing found", transform=a.transAxes, ha="right", va="center", fontsize=7.5, color="#888")
+
+
+def timeline_png(d: dict, lanes: list[Lane] | None = None) -> str:
+    """The timeline figure as base64 PNG: scores with shaded segments, one lane per evidence
+    kind (:func:`~avdetect.report.lanes.evidence_lanes`; none when forensics did not run),
+    the face strip and the waveform, all on one time axis."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    lanes = evidence_lanes(d) if lanes is None else lanes
     tr = d["tracks"]
     n, fps = tr["n_frames"], tr["fps"]
     step = max(1, -(-n // MAX_PLOT_POINTS))
     t = (np.arange(-(-n // step)) * step + step / 2) / fps
     duration = n / fps
-    fig, axes = plt.subplots(3, 1, figsize=(11.5, 5.2), sharex=True, gridspec_kw={"height_ratios": [4, 0.5, 1.4]})
-    ax, axf, axw = axes
+    ratios = [4] + [LANE_RATIO] * len(lanes) + [0.5, 1.4]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(11.5, 5.2 + LANE_INCHES * len(lanes)), sharex=True,
+                             gridspec_kw={"height_ratios": ratios})
+    ax, lane_axes, axf, axw = axes[0], list(axes[1:-2]), axes[-2], axes[-1]
     for seg in d["segments"]:
         for a in axes:
-            a.axvspan(seg["start_s"], seg["end_s"], color="#ff9999", alpha=0.35, lw=0)
+            a.axvspan(seg["start_s"], seg["end_s"], color="#ff9999", alpha=0.12 if a in lane_axes else 0.35, lw=0)
+    for a, lane in zip(lane_axes, lanes):
+        _draw_lane(a, lane, duration)
     for name in ("fused", "visual", "audio", "sync"):
         y = _bin_max(_arr(tr[name]), step)
         if np.all(np.isnan(y)):
@@ -111,6 +166,24 @@ def timeline_png(d: dict) -> str:
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _lanes_note(lanes: list[Lane]) -> str:
+    """The sentences under the timeline heading that say how to read the evidence lanes."""
+    if not lanes:
+        return ""
+    parts = [" Under the scores, one lane per kind of training-free evidence, named as in the evidence table: each item "
+             "a bar over its time span, darker = stronger (strength 0 to 1)."]
+    if any(lane.whole_file for lane in lanes):
+        parts.append(" Facts about the whole file have no time span: they sit in a box at the right of their lane.")
+    if any(lane.line is not None for lane in lanes):
+        parts.append(" Faint grey lines: the measurement behind a lane (lip sync: how well sound and mouth match, per "
+                     "window, higher = better; audio splice and face-region change: change scores).")
+    if any(lane.ticks for lane in lanes):
+        parts.append(" Small ticks at the bottom of a lane: times listed by a whole-file fact (e.g. each blink).")
+    if any(lane.binned for lane in lanes):
+        parts.append(" Lanes with many items show the strongest item per short stretch of time.")
+    return "".join(parts)
 
 
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
@@ -147,9 +220,14 @@ def render_html(d: dict) -> str:
     if d["warnings"]:
         out.append("<h2>Quality warnings</h2>")
         out += [f"<div class='warn'><b>{_e(w['code'])}</b>: {_e(w['message'])}</div>" for w in d["warnings"]]
+    kinds, labels = known_kinds()
+    lanes = evidence_lanes(d, kinds=kinds, labels=labels)
+    labels = {**labels, **{lane.kind: lane.label for lane in lanes}}  # table rows named as the lanes are
     out.append("<h2>Timeline</h2><div class='muted'>Per-frame probability of manipulation (25 frames per second); "
-               "flagged segments shaded red; face presence and the audio waveform envelope below.</div>")
-    out.append(f"<img class='timeline' alt='timeline of scores' src='data:image/png;base64,{timeline_png(d)}'>")
+               "flagged segments shaded red; face presence and the audio waveform envelope at the bottom."
+               f"{_e(_lanes_note(lanes))}</div>")
+    out.append(f"<img class='timeline' alt='timeline of scores and evidence' "
+               f"src='data:image/png;base64,{timeline_png(d, lanes)}'>")
     if d["thumbnails"]:
         out.append("<h2>Faces in flagged segments</h2><div class='thumbs'>")
         for th in d["thumbnails"]:
@@ -177,9 +255,15 @@ def render_html(d: dict) -> str:
         out.append("<table><tr><th>kind</th><th>time (s)</th><th>strength</th><th>explanation</th></tr>")
         for ev in d["evidence"]:
             when = "whole file" if ev.get("start_s") is None else f"{ev['start_s']:.2f}–{ev['end_s']:.2f}"
-            out.append(f"<tr><td>{_e(ev['kind'])}</td><td>{_e(when)}</td><td class='num'>{ev['strength']:.2f}</td>"
+            label = labels.get(ev["kind"], ev["kind"])
+            raw = f" <span class='muted'>({_e(ev['kind'])})</span>" if label != ev["kind"] else ""
+            out.append(f"<tr><td>{_e(label)}{raw}</td><td>{_e(when)}</td><td class='num'>{ev['strength']:.2f}</td>"
                        f"<td>{_e(ev['explanation'])}</td></tr>")
         out.append("</table>")
+        skipped = [lane for lane in lanes if lane.skipped is not None]
+        if skipped:
+            out.append("<p class='muted'>Not checked: " + "; ".join(
+                f"{_e(lane.label)} (skipped: {_e(lane.skipped)})" for lane in skipped) + ".</p>")
     else:
         f = d["forensics"]
         why = f.get("error") or "; ".join(f"{k}: {v}" for k, v in f.get("skipped", {}).items()) or "nothing found"
