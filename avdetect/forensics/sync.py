@@ -9,7 +9,7 @@ calibrate itself:
    frames per regression weight), plus their absolute frame-to-frame changes: (T, 2 k).
 2. **Speech envelope**: log energy of the 200-4000 Hz band per 40 ms frame, floored 30 dB
    below the loudest frame (so that silence is not modelled as detail), high-passed the same way.
-3. **Global offset**: for every lag l in [-20, +20] frames, a ridge regression predicts the
+3. **Global offset**: for every lag l in [-25, +25] frames (fewer on clips under 12.5 s), a ridge regression predicts the
    envelope at t + l from the mouth at t, fitted on the whole clip; the correlation of its
    prediction with the envelope measures how well mouth and sound agree at that lag. The best
    lag is the whole-clip offset; the height of its peak above the median over lags is the
@@ -19,7 +19,7 @@ calibrate itself:
    5-fold out-of-fold predictions instead.
 4. **Per-window track**: the prediction at the global offset is a *visual speech envelope*.
    In every 2 s window (hop 0.5 s) its correlation with the real envelope is computed at
-   every lag within +-15 frames of the clip offset: the best lag is the window's offset, its
+   every lag within +-25 frames (1 s) of the clip offset: the best lag is the window's offset, its
    peak over the median is the window's confidence, and the correlation at the clip's own
    offset says whether the window agrees with the rest of the clip.
 5. **Flags**: a window with speech is out of sync when its correlation at the clip offset
@@ -47,8 +47,8 @@ from avdetect.timegrid import FPS, frames_to_seconds
 
 log = logging.getLogger(__name__)
 
-MAX_LAG = 15  # frames (+-0.6 s) searched per window, around the clip's offset
-GLOBAL_MAX_LAG = 20  # frames (+-0.8 s) searched for the whole-clip offset
+MAX_LAG = 25  # frames (+-1.0 s) searched per window, around the clip's offset (shifts up to 1 s show as jumps)
+GLOBAL_MAX_LAG = 25  # frames (+-1.0 s) searched for the whole-clip offset
 WINDOW_S = 2.0
 HOP_S = 0.5
 N_COMPONENTS = 6
@@ -347,7 +347,7 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
             what = (f"the sound is shifted by about {abs(med_off - track.clip_offset_s) * 1000:.0f} ms "
                     f"{'later' if med_off > track.clip_offset_s else 'earlier'} than in the rest of the clip")
         else:
-            what = "mouth movements and speech stop matching (no consistent alignment within +-0.6 s)"
+            what = f"mouth movements and speech stop matching (no consistent alignment within +-{MAX_LAG / FPS:g} s)"
         ev.append(Evidence(
             kind="sync_span", start_s=t0, end_s=t1,
             value={"window_offset_s": med_off, "clip_offset_s": track.clip_offset_s, "corr_drop": drop,
