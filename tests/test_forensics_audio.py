@@ -160,3 +160,11 @@ def test_real_replacement_other_spans_and_pairs(loops, tmp_path):
         res = analyze(load_media(dst), kinds=["audio"])
         spans = [e for e in _voice_spans(res.evidence) if e.strength >= 0.5]
         assert max([iou((a, b), (e.start_s, e.end_s)) for e in spans], default=0.0) >= 0.5, (a, [e.to_dict() for e in spans])
+
+
+def test_mel_bank_matches_librosa():
+    librosa = pytest.importorskip("librosa")
+    from avdetect.forensics.voice import MEL_RANGE, N_MEL, _mel_matrix
+
+    ref = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=N_MEL, fmin=MEL_RANGE[0], fmax=MEL_RANGE[1], htk=True, norm=None)
+    assert np.allclose(_mel_matrix(1024), ref, atol=1e-6)
