@@ -180,6 +180,10 @@ P0 = 2.0  # median-pitch difference (semitones) worth one unit of score
 MIN_SPEECH = 15  # speech frames (0.6 s) a range needs to be compared
 MIN_VOICED = 10  # clearly voiced frames a range needs for its pitch to count
 PITCH_FRAMES = 15.0  # with n voiced frames a side, the pitch unit is P0 * sqrt(1 + 15 / n)
+NULL_Q = 0.3  # quantile of a clip's comparisons taken as its own variation
+NULL_MIN = 25  # comparisons needed to estimate it (else only the fixed floors apply)
+M_REL = 1.0  # MFCC differences up to M_REL x the clip's own count for nothing
+P_REL = 1.0  # the pitch unit is at least P_REL x the clip's own pitch variation
 
 
 @dataclass
@@ -200,32 +204,51 @@ class VoiceStats:
         ok = np.isfinite(st)
         return cls(_Sums(x, speech), _Sums(np.nan_to_num(st)[:, None], ok), len(speech))
 
-    def compare(self, a: tuple, b: tuple) -> dict[str, np.ndarray]:
+    def compare(self, a: tuple, b: tuple, null: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
         """Voice distance between frame ranges ``a = (lo, hi)`` and ``b`` (arrays of bounds).
 
-        Returns arrays: ``z`` (combined score), ``e`` (RMS MFCC mean difference in clip standard
-        deviations, small-sample bias removed), ``p`` (pitch difference in semitones, NaN when a
-        side has too few voiced frames), ``ok`` (both sides hold enough speech), and the pitch
-        means ``pa``, ``pb`` (semitones re 100 Hz)."""
+        ``null = (m0, p0)``: the clip's own variation for ranges like these (typical mean squared
+        MFCC mean difference, typical pitch difference in semitones); differences up to it count
+        for nothing (MFCC) or set the unit (pitch).
+
+        Returns arrays: ``z`` (combined score), ``m`` (raw mean squared MFCC mean difference),
+        ``e`` (RMS MFCC mean difference in clip standard deviations, beyond the small-sample bias
+        and the clip's own variation), ``p`` (pitch difference in semitones, NaN when a side has too
+        few voiced frames), ``ok`` (both sides hold enough speech), and the pitch means ``pa``,
+        ``pb`` (semitones re 100 Hz)."""
         na, ma = self.mfcc.mean(*a)
         nb, mb = self.mfcc.mean(*b)
         ok = (na >= MIN_SPEECH) & (nb >= MIN_SPEECH)
         inv = 1.0 / np.maximum(na, 1.0) + 1.0 / np.maximum(nb, 1.0)
-        e = np.sqrt(np.maximum(0.0, np.mean((ma - mb) ** 2, 1) - BIAS * inv))
+        m = np.mean((ma - mb) ** 2, 1)
+        e = np.sqrt(np.maximum(0.0, m - np.maximum(BIAS * inv, M_REL * null[0])))
         qa, pa = self.pitch.mean(*a)
         qb, pb = self.pitch.mean(*b)
         has_p = (qa >= MIN_VOICED) & (qb >= MIN_VOICED)
         p = np.where(has_p, np.abs(pa[:, 0] - pb[:, 0]), np.nan)
         # a median pitch over few voiced frames is noisy: widen its unit accordingly
-        p_unit = P0 * np.sqrt(1.0 + PITCH_FRAMES / np.maximum(np.minimum(qa, qb), 1.0))
+        p_unit = np.maximum(P0 * np.sqrt(1.0 + PITCH_FRAMES / np.maximum(np.minimum(qa, qb), 1.0)), P_REL * null[1])
         z = np.sqrt((e / E0) ** 2 + np.nan_to_num(p / p_unit) ** 2)
-        return dict(z=np.where(ok, z, 0.0), e=e, p=p, ok=ok, pa=np.where(has_p, pa[:, 0], np.nan), pb=np.where(has_p, pb[:, 0], np.nan))
+        return dict(z=np.where(ok, z, 0.0), m=np.where(ok, m, np.nan), e=e, p=np.where(ok, p, np.nan), ok=ok,
+                    pa=np.where(has_p, pa[:, 0], np.nan), pb=np.where(has_p, pb[:, 0], np.nan))
+
+
+def _null(parts: list[dict]) -> tuple[float, float]:
+    """The clip's own variation from many comparisons: low quantiles (an inserted span touches
+    many of the comparisons; the quantile keeps to those it does not)."""
+    m = np.concatenate([d["m"] for d in parts])
+    p = np.concatenate([d["p"] for d in parts])
+    m, p = m[np.isfinite(m)], p[np.isfinite(p)]
+    return (float(np.quantile(m, NULL_Q)) if len(m) >= NULL_MIN else 0.0,
+            float(np.quantile(p, NULL_Q)) if len(p) >= NULL_MIN else 0.0)
 
 
 # spans whose voice differs from both sides ------------------------------------------------
 SPAN_LENGTHS_S = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)  # span lengths scanned (edges are refined after)
 CONTEXT_S = (3.0, 8.0)  # context compared on each side: the span's length, clipped to this range
 REFINE_S = 0.5  # each edge of a found span is moved by up to this much to fit the voice change
+MIN_SPAN_S = 2.0  # ... but the span stays at least this long
+PITCH_GATE = 2.5  # semitones a span's median pitch must differ from each side's
 CHANGE_WINDOW_S = 2.0  # window on each side for single change points
 CANDIDATE = 2.0  # span score from which a span is kept
 SPAN_HALF, SPAN_STRONG = 2.5, 4.0  # span score at strength 0.5 / 0.9 (untouched real speech: at most 1.85 seen)
@@ -234,38 +257,49 @@ MAX_SPANS = 50
 CHUNK = 16384
 
 
-def _span_score(vs: VoiceStats, lo: np.ndarray, hi: np.ndarray, C: int) -> tuple[np.ndarray, dict, dict, dict]:
+def _span_score(vs: VoiceStats, lo: np.ndarray, hi: np.ndarray, C: int, null=(0.0, 0.0)) -> tuple[np.ndarray, dict, dict, dict]:
     """Score of the spans [lo, hi) against ``C`` frames on each side: how much the inside's voice
     differs from the *closer* of the two sides, less half of how much the sides differ from each
     other (the talker's own variation across the span); 0 when the sides differ more."""
-    il = vs.compare((lo, hi), (lo - C, lo))
-    ir = vs.compare((lo, hi), (hi, hi + C))
-    lr = vs.compare((lo - C, lo), (hi, hi + C))
+    il = vs.compare((lo, hi), (lo - C, lo), null)
+    ir = vs.compare((lo, hi), (hi, hi + C), null)
+    lr = vs.compare((lo - C, lo), (hi, hi + C), null)
     inner = np.minimum(il["z"], ir["z"])
-    ok = il["ok"] & ir["ok"] & (lr["z"] < inner)
+    # the envelope alone also moves with what is being said (a run of similar vowels): a span
+    # counts only when its pitch differs from both sides too
+    pitched = (np.nan_to_num(il["p"]) >= PITCH_GATE) & (np.nan_to_num(ir["p"]) >= PITCH_GATE)
+    ok = il["ok"] & ir["ok"] & pitched & (lr["z"] < inner)
     return np.where(ok, inner - 0.5 * lr["z"], 0.0), il, ir, lr
 
 
-def _scan(vs: VoiceStats, L: int) -> np.ndarray:
-    """Span score for every start frame of a span of ``L`` frames (chunked: bounded memory)."""
+def _context(L: int) -> int:
+    return int(np.clip(L, *(np.array(CONTEXT_S) * FPS)))
+
+
+def _scan(vs: VoiceStats, L: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """Span score for every start frame of a span of ``L`` frames (chunked: bounded memory), and
+    the clip's own variation for spans of that length (from the same comparisons)."""
     n = vs.T - L + 1
     out = np.zeros(max(0, n))
-    C = int(np.clip(L, *(np.array(CONTEXT_S) * FPS)))
+    C = _context(L)
+    # the clip's own variation: span vs each side, on a subsample of positions (every 5th frame)
+    s = np.arange(0, max(0, n), 5)
+    null = _null([vs.compare((s, s + L), (s - C, s)), vs.compare((s, s + L), (s + L, s + L + C))]) if len(s) else (0.0, 0.0)
     for c0 in range(0, n, CHUNK):
         s = np.arange(c0, min(n, c0 + CHUNK))
-        out[c0 : c0 + len(s)] = _span_score(vs, s, s + L, C)[0]
-    return out
+        out[c0 : c0 + len(s)] = _span_score(vs, s, s + L, C, null)[0]
+    return out, null
 
 
-def _refine(vs: VoiceStats, s: int, L: int) -> tuple[int, int, int]:
+def _refine(vs: VoiceStats, s: int, L: int, null) -> tuple[int, int, int]:
     """Move both edges of span [s, s + L) by up to REFINE_S to maximise its score."""
     r = int(round(REFINE_S * FPS))
-    C = int(np.clip(L, *(np.array(CONTEXT_S) * FPS)))
+    C = _context(L)
     a, b = np.meshgrid(np.arange(s - r, s + r + 1), np.arange(s + L - r, s + L + r + 1), indexing="ij")
     a, b = a.ravel(), b.ravel()
-    keep = (a >= 0) & (b <= vs.T) & (b - a >= FPS)
+    keep = (a >= 0) & (b <= vs.T) & (b - a >= MIN_SPAN_S * FPS)
     a, b = a[keep], b[keep]
-    score = _span_score(vs, a, b, C)[0]
+    score = _span_score(vs, a, b, C, null)[0]
     k = int(np.argmax(score))
     return int(a[k]), int(b[k]), C
 
@@ -307,7 +341,10 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
         return ev, {}
     speech = np.asarray(speech, bool)
     vs = VoiceStats.from_frames(speech, mfcc, f0, voicing, level)
-    scans = {L: _scan(vs, L) for L in (int(round(x * FPS)) for x in SPAN_LENGTHS_S) if L + 2 <= T}
+    scans, nulls = {}, {}
+    for L in (int(round(x * FPS)) for x in SPAN_LENGTHS_S):
+        if L + 2 <= T:
+            scans[L], nulls[L] = _scan(vs, L)
     spans: list[tuple[int, int]] = []
     while len(spans) < MAX_SPANS and scans:
         L, arr = max(scans.items(), key=lambda kv: kv[1].max(initial=0.0))
@@ -316,8 +353,8 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
         s = int(np.argmax(arr))
         for L2, a2 in scans.items():  # drop every span overlapping this one
             a2[max(0, s - L2 + 1) : s + L] = 0.0
-        a, b, C = _refine(vs, s, L)
-        sc, il, ir, lr = _span_score(vs, np.array([a]), np.array([b]), C)
+        a, b, C = _refine(vs, s, L, nulls[L])
+        sc, il, ir, lr = _span_score(vs, np.array([a]), np.array([b]), C, nulls[L])
         score = float(sc[0])
         if score < CANDIDATE:
             continue
@@ -328,32 +365,25 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
         ev.append(Evidence(
             kind="audio_splice", start_s=t0, end_s=t1,
             value={"voice_score": score, "pitch_hz_before": pl, "pitch_hz_inside": pi, "pitch_hz_after": pr,
-                   "envelope_difference": e, "sides_difference": float(lr["z"][0])},
+                   "envelope_difference": e, "sides_difference": float(lr["z"][0]),
+                   "own_variation": {"mfcc": nulls[L][0], "pitch_semitones": nulls[L][1]}},
             explanation=(f"the voice changes at {t0:.1f} s and changes back at {t1:.1f} s: {_pitch_text(pl, pi, pr)}, "
-                         f"vocal-tract envelope differs from both sides by {e:.1f} clip standard deviations while the "
-                         f"two sides agree; consistent with another person's speech inserted"),
+                         f"vocal-tract envelope differs from both sides by {e:.1f} clip standard deviations beyond the "
+                         f"talker's usual variation, while the two sides agree; consistent with another person's speech inserted"),
             strength=squash(score, SPAN_HALF, SPAN_STRONG), reliability=VOICE_RELIABILITY,
         ))
     # single change points
     t = np.arange(T + 1)
     curve = np.zeros(T)
+    s = np.arange(w, T - w, 5)
+    cnull = _null([vs.compare((s - w, s), (s, s + w))]) if len(s) else (0.0, 0.0)
     for c0 in range(0, T, CHUNK):
         tt = t[c0 : min(T, c0 + CHUNK)]
-        curve[c0 : c0 + len(tt)] = vs.compare((tt - w, tt), (tt, tt + w))["z"]
+        curve[c0 : c0 + len(tt)] = vs.compare((tt - w, tt), (tt, tt + w), cnull)["z"]
     edges = [x for sp in spans for x in sp]
     for p in pick_peaks(curve, CHANGE_HALF, min_distance=w):
         if any(abs(p - x) <= w for x in edges):
             continue
-        d = vs.compare((np.array([p - w]), np.array([p])), (np.array([p]), np.array([p + w])))
-        pl, pr = _hz(d["pa"][0]), _hz(d["pb"][0])
-        tp = frames_to_seconds(p)
-        ev.append(Evidence(
-            kind="audio_splice", start_s=max(0.0, tp - 0.2), end_s=min(frames_to_seconds(T), tp + 0.2),
-            value={"voice_change": float(curve[p]), "pitch_hz_before": pl, "pitch_hz_after": pr, "envelope_difference": float(d["e"][0])},
-            explanation=(f"the voice changes at {tp:.1f} s and stays changed: {_pitch_text(pl, pr)}, vocal-tract envelope "
-                         f"differs by {float(d['e'][0]):.1f} clip standard deviations; a change of speaker (normal in a "
-                         f"conversation) or speech of another person spliced in from here"),
-            strength=CHANGE_CAP * squash(float(curve[p]), CHANGE_HALF, CHANGE_STRONG), reliability=VOICE_RELIABILITY,
-        ))
+        d = vs.compare((np.array([p - w]), np.array([p])), (np.array([p]), np.array([p + w])), cnull)
     times = frames_to_seconds(np.arange(T))
     return ev, {"voice_change": Track(times, {"voice_change": curve}, f"voice difference between {CHANGE_WINDOW_S:.0f} s before and after each frame (pitch and MFCC means over speech frames)")}
