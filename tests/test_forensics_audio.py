@@ -168,3 +168,16 @@ def test_mel_bank_matches_librosa():
 
     ref = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=N_MEL, fmin=MEL_RANGE[0], fmax=MEL_RANGE[1], htk=True, norm=None)
     assert np.allclose(_mel_matrix(1024), ref, atol=1e-6)
+
+
+def test_generated_speaker_turn_is_a_weak_change_point(tmp_path):
+    """One voice, then another for good: a single change point near 10 s, never above 0.4 (a
+    speaker turn is normal), and no span."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([_voice(10, rng, 120.0), _voice(10, rng, 210.0, 1.18)])
+    ev, _ = analyze_audio_splices(audio_frame_features(load_media(_write(tmp_path, "turn.wav", x, rng))))
+    changes = [e for e in ev if isinstance(e.value, dict) and "voice_change" in e.value]
+    near = [e for e in changes if abs(0.5 * (e.start_s + e.end_s) - 10.0) <= 0.6]
+    assert near and all(0.0 < e.strength <= 0.4 for e in changes), [e.to_dict() for e in changes]
+    assert "stays changed" in near[0].explanation
+    assert not [e for e in _voice_spans(ev) if e.strength >= 0.5]

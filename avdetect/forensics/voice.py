@@ -10,6 +10,22 @@ FFT per frame:
 * **F0**: the lag of the highest peak of the frame's autocorrelation (computed from the power
   spectrum and divided by the window's own autocorrelation) in the 60-400 Hz range, with a
   check against picking a sub-harmonic; ``voicing`` is that peak's height (0..1).
+
+**Voice change cue** (:func:`voice_change_evidence`), on speech frames only. The voice of a range
+of frames is summarised by its MFCC means (standardised by the clip's own spread) and the mean
+pitch, in semitones, of its clearly voiced frames (:func:`clean_pitch`). Two ranges differ by
+``z = sqrt((e / 0.3)^2 + (p / unit)^2)``: ``e`` the RMS MFCC mean difference beyond what the
+number of frames and the clip's own variation explain, ``p`` the pitch difference, whose unit
+(2 semitones) widens when few frames are voiced or the clip's own pitch varies more. Spans of
+2-16 s are slid over the clip and scored against 3-8 s on each side; a span is reported when its
+voice differs from *both* sides (pitch by at least 2.5 semitones each), more than the two sides
+differ from each other. Prefix sums make every comparison O(1): the cost is linear in the
+length, a few ms per minute of audio, and the memory a few arrays per frame.
+
+Calibration (real clips, ../shared/samples): untouched speech of one talker scores at most 1.85
+(strength 0.5 is at 2.5); another talker's 3 s inserted scores 2.4-5.6 when the pitch differs by
+4.4-14 semitones. Two talkers of the same sex and register recorded alike (the two GRID clips:
+~3.5 semitones apart, same MFCC means) are not told apart.
 """
 from __future__ import annotations
 
@@ -310,8 +326,8 @@ def _hz(st: float) -> float:
 
 def _pitch_text(*hz: float) -> str:
     if any(not np.isfinite(h) for h in hz):
-        return "pitch not measurable on both sides"
-    return "median pitch " + " -> ".join(f"{h:.0f}" for h in hz) + " Hz"
+        return "pitch not measurable on every side"
+    return "pitch " + " -> ".join(f"{h:.0f}" for h in hz) + " Hz"
 
 
 VOICE_RELIABILITY = (
@@ -334,12 +350,12 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
     becomes an ``audio_splice`` item. Single changes (the voice changes and stays changed) come
     from a two-window comparison and are capped at strength 0.4: speaker turns are normal.
     """
+    speech = np.asarray(speech, bool)
     T = len(speech)
     ev: list[Evidence] = []
     w = int(round(CHANGE_WINDOW_S * FPS))
     if T < 2 * w + 2 or speech.sum() < 2 * MIN_SPEECH:
         return ev, {}
-    speech = np.asarray(speech, bool)
     vs = VoiceStats.from_frames(speech, mfcc, f0, voicing, level)
     scans, nulls = {}, {}
     for L in (int(round(x * FPS)) for x in SPAN_LENGTHS_S):
@@ -385,5 +401,19 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
         if any(abs(p - x) <= w for x in edges):
             continue
         d = vs.compare((np.array([p - w]), np.array([p])), (np.array([p]), np.array([p + w])), cnull)
+        if not np.nan_to_num(d["p"][0]) >= PITCH_GATE:  # as for spans: the envelope alone follows the words
+            continue
+        pl, pr = _hz(d["pa"][0]), _hz(d["pb"][0])
+        tp = frames_to_seconds(p)
+        ev.append(Evidence(
+            kind="audio_splice", start_s=max(0.0, tp - 0.2), end_s=min(frames_to_seconds(T), tp + 0.2),
+            value={"voice_change": float(curve[p]), "pitch_hz_before": pl, "pitch_hz_after": pr,
+                   "envelope_difference": float(d["e"][0])},
+            explanation=(f"the voice changes at {tp:.1f} s and stays changed: {_pitch_text(pl, pr)}, vocal-tract envelope "
+                         f"differs by {float(d['e'][0]):.1f} clip standard deviations; a change of speaker (normal in a "
+                         f"conversation) or speech of another person spliced in from here"),
+            strength=CHANGE_CAP * squash(float(curve[p]), CHANGE_HALF, CHANGE_STRONG), reliability=VOICE_RELIABILITY,
+        ))
     times = frames_to_seconds(np.arange(T))
-    return ev, {"voice_change": Track(times, {"voice_change": curve}, f"voice difference between {CHANGE_WINDOW_S:.0f} s before and after each frame (pitch and MFCC means over speech frames)")}
+    desc = f"voice difference between the {CHANGE_WINDOW_S:.0f} s before and after each frame (pitch and MFCC means over speech)"
+    return ev, {"voice_change": Track(times, {"voice_change": curve}, desc)}
