@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
-from avdetect.forensics.signals import pick_peaks, squash
+from avdetect.forensics.signals import _quiet_nan, pick_peaks, squash
 from avdetect.timegrid import FPS, SAMPLE_RATE, frames_to_seconds
 
 N_MFCC = 12
@@ -109,7 +109,7 @@ def voice_frame_features(spec: np.ndarray, nfft: int) -> dict[str, np.ndarray]:
         idx = np.clip(half[:, None] + np.arange(-1, 2)[None, :] - lags[0], 0, len(lags) - 1)
         hv = np.where(ok_half, r[rows[:, None], idx].max(1), -np.inf)
         hi_idx = idx[rows, np.argmax(r[rows[:, None], idx], 1)]
-    use_half = hv >= 0.85 * val
+    use_half = ok_half & np.isfinite(val) & (hv >= 0.85 * val)
     if ok_half.any():
         lag = np.where(use_half, lags[hi_idx], lag)
         val = np.where(use_half, hv, val)
@@ -170,29 +170,17 @@ def clean_pitch(f0: np.ndarray, voicing: np.ndarray, speech: np.ndarray, level: 
     out = st.copy()
     for c0 in range(0, T, chunk):
         view = sliding_window_view(pad[c0 : min(T, c0 + chunk) + 2 * half_window], k)
-        with np.errstate(all="ignore"), _quiet():
+        with np.errstate(all="ignore"), _quiet_nan():
             local = np.nanmedian(view, axis=1)
         seg = out[c0 : c0 + len(local)]
         seg[np.abs(seg - local) > max_dev] = np.nan
     return out
 
 
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
 # distance between the voices of two frame ranges ------------------------------------------
 BIAS = 3.0  # expected mean squared MFCC mean difference x n (frames are correlated: ~3x 1/n)
 E0 = 0.3  # RMS MFCC mean difference (clip standard deviations) worth one unit of score
-P0 = 2.0  # median-pitch difference (semitones) worth one unit of score
+P0 = 2.0  # pitch difference (semitones) worth one unit of score
 MIN_SPEECH = 15  # speech frames (0.6 s) a range needs to be compared
 MIN_VOICED = 10  # clearly voiced frames a range needs for its pitch to count
 PITCH_FRAMES = 15.0  # with n voiced frames a side, the pitch unit is P0 * sqrt(1 + 15 / n)
@@ -212,7 +200,7 @@ class VoiceStats:
 
     @classmethod
     def from_frames(cls, speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, voicing: np.ndarray, level: np.ndarray) -> "VoiceStats":
-        x = np.asarray(mfcc, np.float64)
+        x = np.nan_to_num(np.asarray(mfcc, np.float64))
         sel = x[speech]
         if len(sel) >= 2:
             x = (x - sel.mean(0)) / (sel.std(0) + 1e-6)
