@@ -3,7 +3,8 @@
 Per 40 ms frame of the 16 kHz mono track (640 samples, Hann-windowed 1024-point FFT centred on
 the frame): log energy, speech-band log energy (the envelope the sync analysis uses), a coarse
 log spectral envelope (12 bands), spectral centroid, 95 % roll-off (bandwidth), flatness, DC
-offset and a click measure (largest jump between neighbouring samples over the frame's RMS).
+offset, a click measure (largest jump between neighbouring samples over the frame's RMS), and
+voice descriptors from the same spectrum: MFCC 1-12, F0 and voicing.
 
 **Speech activity**: a frame is speech when its speech-band energy is at least 12 dB above the
 clip's noise floor (10th percentile) and its spectrum is not flat; short gaps are bridged.
@@ -16,6 +17,12 @@ become change points; two change points whose outside neighbourhoods agree with 
 but not with the inside are reported as one suspicious span. Level changes inside speech and
 silences are not flagged by themselves: the spectral and noise features ignore how loud the
 talker speaks, and the noise floor is measured only where nobody speaks.
+
+**Voice cue** (:mod:`avdetect.forensics.voice`): a span of speech replaced by another person's
+speech recorded under similar conditions leaves the recording features alone but changes the
+voice: per-frame MFCCs (vocal-tract envelope) and pitch are compared between a span and both
+sides of it, over speech frames only; spans whose voice matches neither side are reported as
+``audio_splice`` items too.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
 from avdetect.forensics.signals import change_scores, close_gaps, moving_average, pick_peaks, runs, squash
+from avdetect.forensics.voice import voice_change_evidence, voice_frame_features
 from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_to_seconds
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,9 @@ class AudioFrames:
     dc: np.ndarray  # mean sample value
     clicks: np.ndarray  # max |x[n+1] - x[n]| / rms
     speech: np.ndarray  # bool
+    mfcc: np.ndarray  # (T, N_MFCC) cepstral coefficients 1..12 (voice / vocal-tract envelope)
+    f0: np.ndarray  # Hz, 0 where the frame is not voiced
+    voicing: np.ndarray  # 0..1, height of the pitch peak of the normalised autocorrelation
 
     def __len__(self) -> int:
         return len(self.log_energy)
@@ -82,6 +93,7 @@ def _chunk_features(x: np.ndarray, n_frames: int) -> dict:
     return dict(
         log_energy=np.log(total), speech_env=np.log(spec[:, sb].sum(1) + eps), bands=np.log(bands + eps),
         centroid=(spec * freqs).sum(1) / total, rolloff=rolloff, flatness=flat, dc=core.mean(1), clicks=jumps / rms,
+        **voice_frame_features(spec, NFFT),
     )
 
 
@@ -152,9 +164,9 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
     """Change points of recording conditions and the spans between them (see module doc)."""
     T = len(af)
     w = int(round(WINDOW_S * FPS))
-    ev: list[Evidence] = []
+    ev, voice_tracks = voice_change_evidence(af.speech, af.mfcc, af.f0, af.voicing, af.speech_env)
     if T < 2 * w + 2:
-        return ev, {}
+        return ev, voice_tracks
     speech = af.speech
     # spectral features over speech frames: the talker's loudness is divided out by using the
     # band energies relative to the frame's total (the envelope's shape, not its level)
@@ -172,6 +184,7 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
     times = frames_to_seconds(np.arange(T))
     tracks = {"audio_change": Track(times, {"spectral_change": s_spec, "noise_change": s_noise, "speech": speech.astype(np.int8)},
                                     "per-frame change scores of recording conditions (1 s either side)")}
+    tracks.update(voice_tracks)
     used: set[int] = set()
     # pair consecutive change points into an inserted span when outside-left ~ outside-right
     for a, b in zip(peaks, peaks[1:]):
