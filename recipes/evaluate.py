@@ -14,6 +14,10 @@ Writes to ``--out``, for the plain run and the run with leading silence trimmed
   ``avdetect evaluate --metadata metadata.json --predictions predictions.json`` (or the
   reference ``avdeepfake1m`` scorer) reproduces the numbers;
 * ``metrics.json`` and ``metrics.txt`` -- AP/AR (and AUC / accuracy / EER) of both runs.
+
+With ``--write-calibration`` (on a dev split holding real and fake clips) the equal-error-rate
+threshold of the clip score is also written to ``calibration.json`` in the checkpoint folder, the
+operating point ``avdetect detect`` then uses by default (an existing ``warning`` there is kept).
 """
 from __future__ import annotations
 
@@ -95,6 +99,31 @@ def evaluate(checkpoint: str, manifest: str, cache_dir: str, out: str, split: st
     return results
 
 
+def write_calibration(checkpoint: str | Path, results: dict) -> Path:
+    """Write the plain run's equal-error-rate clip-score threshold to ``<checkpoint>/calibration.json``."""
+    from avdetect.api import CALIBRATION_FILE
+
+    plain = results.get("plain", {})
+    thr = plain.get("eer_threshold")
+    if thr is None or not np.isfinite(thr):
+        raise DataFormatError(f"calibration needs real and fake clips in the evaluated split {results.get('split')!r}",
+                              results.get("manifest", ""))
+    path = Path(checkpoint) / CALIBRATION_FILE
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    data = {
+        "threshold": round(float(min(0.99, max(0.01, thr))), 4),
+        "method": (f"equal-error-rate threshold of the clip score on split {results.get('split') or 'all'} of "
+                   f"{Path(results['manifest']).name} ({results['n_clips']} clips; EER {plain['eer']:.4f}; "
+                   f"measured {thr:.4f}), written by recipes/evaluate.py"),
+    }
+    if old.get("warning"):
+        data["warning"] = old["warning"]
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)")
@@ -109,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-clips", type=int, help="evaluate only the first N clips (smoke runs)")
     p.add_argument("--no-trim", action="store_true", help="skip the leading-silence-trimmed run")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--write-calibration", action="store_true",
+                   help="write the EER threshold of the clip score to <checkpoint>/calibration.json (use a dev split)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -116,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         res = evaluate(args.checkpoint, args.manifest, args.cache, args.out, None if args.split == "all" else args.split,
                        args.protocol, args.device, args.overlap, args.batch_size, not args.no_trim, args.quiet,
                        args.max_clips)
+        if args.write_calibration:
+            cal = write_calibration(args.checkpoint, res)
     except AVDetectError as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 2
     print(res["table"])
+    if args.write_calibration:
+        print(f"calibration: threshold {json.loads(cal.read_text())['threshold']} written to {cal}")
     return 0
 
 

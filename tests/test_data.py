@@ -352,6 +352,54 @@ def test_torchrun_two_processes_then_resume(cache_dir, tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0000003", "step_0000004"]  # keep_last=2
 
 
+def test_evaluate_recipe_writes_metrics_and_calibration(cache_dir, tmp_path):
+    """recipes/evaluate.py on every cached clip: predictions in challenge format, metrics that the
+    CLI scorer reproduces, and --write-calibration's EER threshold, which Detector then uses."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from recipes.evaluate import main as evaluate_main
+
+    from avdetect.api import Detector, read_calibration
+    from avdetect.models import create_model
+
+    entries, out = cache_dir
+    assert {e.label for e in entries} == {0, 1}
+    manifest = write_manifest(entries, tmp_path / "m.jsonl")
+    torch.manual_seed(0)
+    ckpt = create_model("avdetect-tiny", window_frames=24).save_pretrained(tmp_path / "ckpt")
+    (ckpt / "calibration.json").write_text(json.dumps({"threshold": 0.5, "method": "x", "warning": "synthetic only"}))
+    res_dir = tmp_path / "eval"
+    threads = torch.get_num_threads()
+    try:
+        rc = evaluate_main(["--checkpoint", str(ckpt), "--manifest", str(manifest), "--cache", str(out), "--split", "all",
+                            "--out", str(res_dir), "--device", "cpu", "--quiet", "--no-trim", "--write-calibration"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    preds = json.loads((res_dir / "predictions.json").read_text())
+    assert sorted(preds) == sorted(e.file for e in entries) and all(len(v) >= 1 and len(v[0]) == 3 for v in preds.values())
+    metrics = json.loads((res_dir / "metrics.json").read_text())
+    plain = metrics["plain"]
+    from avdetect.evaluation import evaluate_files
+
+    again = evaluate_files(res_dir / "metadata.json", predictions_path=res_dir / "predictions.json",
+                           scores_path=res_dir / "scores.txt", protocol="lavdf")
+    assert {str(k): v for k, v in again["ap"].items()} == plain["ap"] and again["eer_threshold"] == pytest.approx(plain["eer_threshold"])
+    cal = read_calibration(ckpt)
+    assert cal["threshold"] == pytest.approx(min(0.99, max(0.01, plain["eer_threshold"])), abs=1e-4)
+    assert "equal-error-rate" in cal["method"] and cal["warning"] == "synthetic only"  # the caveat is kept
+    assert Detector.from_pretrained(ckpt, device="cpu").options.threshold == cal["threshold"]
+
+    # a split without real clips cannot be calibrated: one line, exit 2, nothing overwritten
+    fakes = write_manifest([e for e in entries if e.label], tmp_path / "fakes.jsonl")
+    before = (ckpt / "calibration.json").read_text()
+    assert evaluate_main(["--checkpoint", str(ckpt), "--manifest", str(fakes), "--cache", str(out), "--split", "all",
+                          "--out", str(tmp_path / "eval2"), "--device", "cpu", "--quiet", "--no-trim",
+                          "--write-calibration"]) == 2
+    assert (ckpt / "calibration.json").read_text() == before
+
+
 def test_lr_schedule_and_config_errors(tmp_path):
     sys.path.insert(0, str(REPO))
     from recipes.common import OptimConfig, load_config
