@@ -76,7 +76,7 @@ def change_scores(features: np.ndarray, mask: np.ndarray, window: int, min_fract
         ok = (counts[t - window] >= need) & (counts[t] >= need)
         if not ok.any():
             continue
-        with np.errstate(all="ignore"), _quiet_nan():
+        with np.errstate(all="ignore"), quiet_nan():
             ml, mr = np.nanmedian(left, axis=-1), np.nanmedian(right, axis=-1)  # (n, D)
             sl = np.nanmedian(np.abs(left - ml[..., None]), axis=-1)
             sr = np.nanmedian(np.abs(right - mr[..., None]), axis=-1)
@@ -88,7 +88,7 @@ def change_scores(features: np.ndarray, mask: np.ndarray, window: int, min_fract
     return out
 
 
-class _quiet_nan:
+class quiet_nan:
     """Silence numpy's 'All-NaN slice' warnings inside a block (those slices are handled)."""
 
     def __enter__(self):

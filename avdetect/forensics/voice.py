@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
-from avdetect.forensics.signals import _quiet_nan, pick_peaks, squash
+from avdetect.forensics.signals import pick_peaks, quiet_nan, squash
 from avdetect.timegrid import FPS, SAMPLE_RATE, frames_to_seconds
 
 N_MFCC = 12
@@ -170,7 +170,7 @@ def clean_pitch(f0: np.ndarray, voicing: np.ndarray, speech: np.ndarray, level: 
     out = st.copy()
     for c0 in range(0, T, chunk):
         view = sliding_window_view(pad[c0 : min(T, c0 + chunk) + 2 * half_window], k)
-        with np.errstate(all="ignore"), _quiet_nan():
+        with np.errstate(all="ignore"), quiet_nan():
             local = np.nanmedian(view, axis=1)
         seg = out[c0 : c0 + len(local)]
         seg[np.abs(seg - local) > max_dev] = np.nan
