@@ -96,6 +96,23 @@ def test_faceless_video_without_audio(tmp_path):
     assert any("software" in (e.value or {}) for e in res.of_kind("container"))
 
 
+def test_sync_finds_rerendered_mouth_where_the_model_is_blind(tmp_path):
+    """A synthetic clip whose mouth is re-rendered over [3, 6) s with the audio untouched (the
+    shipped checkpoint finds none of these): the lip-sync track does, and the real twin (same seed)
+    gets no item of strength >= 0.5."""
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    fake, real = tmp_path / "visual.mp4", tmp_path / "real.mp4"
+    render_clip(fake, ClipSpec(seed=500, duration=10.0, size=256, crf=23,
+                               manipulation=Manipulation(kind="visual", strength=0.9, segments=[(3.0, 6.0)])))
+    render_clip(real, ClipSpec(seed=500, duration=10.0, size=256, crf=23, manipulation=Manipulation(kind="real")))
+    res = analyze(load_media(fake))
+    spans = [(e.start_s, e.end_s) for e in res.of_kind("sync_span") if e.strength >= 0.5]
+    assert max([iou((3.0, 6.0), s) for s in spans], default=0.0) >= 0.5, [e.to_dict() for e in res.evidence]
+    clean = analyze(load_media(real))
+    assert not [e.to_dict() for e in clean.evidence if e.strength >= 0.5]
+
+
 # ---------------------------------------------------------------------------------------
 # real clips, looped to ~24 s and manipulated with ffmpeg
 LOOP_S = 24.0
