@@ -63,11 +63,17 @@ SMALL_FACE_FRAC = 0.08  # main face height below this fraction of the frame: war
 
 
 def default_checkpoint_dir() -> Path:
-    """``$AVDETECT_CHECKPOINT`` if set, else ``checkpoints/avdetect-small-synth`` of this source tree."""
+    """``$AVDETECT_CHECKPOINT`` if set, else the shipped ``avdetect-small-synth``: inside the
+    installed package (``avdetect/_checkpoints``, in a wheel) or, in a source checkout,
+    ``checkpoints/`` at the top of the tree (``avdetect/_checkpoints`` links to it)."""
     env = os.environ.get(CHECKPOINT_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    here = Path(__file__).resolve().parent
+    packaged = here / "_checkpoints" / DEFAULT_CHECKPOINT_NAME
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
 
 
 def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:

@@ -298,7 +298,33 @@ def test_missing_default_checkpoint(monkeypatch, tmp_path):
     monkeypatch.delenv("AVDETECT_CHECKPOINT")
     from avdetect.api import default_checkpoint_dir
 
-    assert default_checkpoint_dir() == ROOT / "checkpoints" / "avdetect-small-synth"
+    # in a checkout, the package's _checkpoints link leads to the top-level checkpoints/ folder
+    assert default_checkpoint_dir() == ROOT / "avdetect" / "_checkpoints" / "avdetect-small-synth"
+    assert default_checkpoint_dir().resolve() == (ROOT / "checkpoints" / "avdetect-small-synth").resolve()
+    assert (default_checkpoint_dir() / "model.safetensors").is_file()
+
+
+def test_wheel_ships_the_default_checkpoint(tmp_path):
+    """A non-editable install (a wheel) finds and loads the shipped checkpoint."""
+    import setuptools
+
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"setuptools {setuptools.__version__} < 77 cannot build this project without build isolation")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w",
+                        str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("avdetect-*.whl"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                        str(wheel)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = ("import avdetect.api as a, json; d = a.default_checkpoint_dir(); det = a.Detector.from_pretrained(None, "
+            "device='cpu'); print(json.dumps([str(d), det.options.threshold, det.model.config.name]))")
+    env = {k: v for k, v in os.environ.items() if k != "AVDETECT_CHECKPOINT"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    where, threshold, name = json.loads(r.stdout.strip().splitlines()[-1])
+    assert where.startswith(str(tmp_path / "site")) and threshold == 0.6 and name == "avdetect-small"
 
 
 def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip, monkeypatch):
