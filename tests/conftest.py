@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,18 @@ try:
     settings.load_profile("avdetect")
 except ImportError:  # hypothesis is in the test extra; tests that need it import it themselves
     pass
+
+
+class HTMLCollector(HTMLParser):
+    """Start tags (name, attributes) and text of an HTML page, for checks on generated reports."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)

@@ -16,14 +16,13 @@ import subprocess
 import sys
 import time
 import types
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_ffmpeg
+from conftest import HTMLCollector, run_ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_SEGMENTS = [(1.0, 2.0), (3.6, 4.8)]
@@ -408,25 +407,12 @@ def _with_segments(report) -> dict:
     return d
 
 
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
 def test_html_is_self_contained(fake_report):
     from avdetect.report import to_html
 
     d = _with_segments(fake_report)
     page = to_html(d)
-    p = _Collect()
+    p = HTMLCollector()
     p.feed(page)
     text = " ".join(p.text)
     assert "FAKE" in text and d["provenance"]["sha256"] in text and "Flagged segments" in text

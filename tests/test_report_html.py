@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from avdetect.report import DetectionReport, ModalityResult, Provenance, QualityWarning, Segment, Tracks, to_html
 from avdetect.report import validate_report
 from avdetect.report.lanes import N_BINS, evidence_lanes, known_kinds
+from conftest import HTMLCollector
 
 FPS = 25.0
 
@@ -152,22 +152,9 @@ def test_hour_long_report_with_500_items_is_binned():
     assert by["visual_change"].skipped == "not requested" and by["face_track_jump"].skipped == "not requested"
 
 
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def _page(d: dict) -> tuple[str, _Collect]:
+def _page(d: dict) -> tuple[str, HTMLCollector]:
     page = to_html(d)
-    p = _Collect()
+    p = HTMLCollector()
     p.feed(page)
     return page, p
 
