@@ -751,15 +751,16 @@ class Detector:
     def _face_feature_hook(faces: "_FaceStream", media, opts: DetectOptions):
         """When forensics will run, reduce every face-track chunk to the forensic face features as it
         streams past (one decode and one face tracking for both). Returns a holder whose ``acc``
-        is the accumulator, or None. A failure here is logged and the forensic analysis then
-        tracks faces itself, so detection is never lost to it."""
+        is the accumulator (None after a failure) and ``seconds`` the time spent, or None. A
+        failure here is logged and the forensic analysis then tracks faces itself, so detection
+        is never lost to it."""
         if not opts.forensics:
             return None
         try:
             from avdetect.forensics.features import FaceFeatureAccumulator
         except ImportError:
             return None
-        holder = SimpleNamespace(acc=FaceFeatureAccumulator(tuple(media.working_size)), error=None, seconds=0.0)
+        holder = SimpleNamespace(acc=FaceFeatureAccumulator(tuple(media.working_size)), seconds=0.0)
 
         def add(part) -> None:
             if holder.acc is None:
@@ -771,7 +772,7 @@ class Detector:
             except Exception as err:  # logged, recorded; forensics falls back to its own tracking
                 log.warning("%s: forensic face features failed (%s: %s); forensics will track faces itself",
                             media.info.path, type(err).__name__, err)
-                holder.acc, holder.error = None, f"{type(err).__name__}: {err}"
+                holder.acc = None
 
         faces.on_chunk = add
         return holder

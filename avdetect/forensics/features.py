@@ -131,10 +131,10 @@ class FaceFeatureAccumulator:
     analysis decoding and tracking the video a second time. Windows must arrive in time order and
     without gaps; each is reduced at once and can then be dropped."""
 
-    def __init__(self, frame_size: tuple[int, int]):
+    def __init__(self, frame_size: tuple[int, int], start_frame: int = 0):
         self.frame_size = tuple(frame_size)
         self._parts: list[dict] = []
-        self.n_frames = 0
+        self.n_frames = start_frame  # the next window must start here
 
     def add(self, track) -> None:
         """Reduce one :class:`avdetect.faces.FaceTrack` window (with crops) starting at frame ``n_frames``."""
@@ -153,8 +153,7 @@ def face_features(media=None, face_track=None, window: int = 250) -> FaceFeature
     """Per-frame face features from ``face_track`` (a FaceTrack with crops) or, when None, by
     tracking faces in ``media`` window by window (streaming, bounded memory)."""
     if face_track is not None:
-        acc = FaceFeatureAccumulator(face_track.frame_size)
-        acc.n_frames = face_track.start_frame
+        acc = FaceFeatureAccumulator(face_track.frame_size, start_frame=face_track.start_frame)
         acc.add(face_track)
         return acc.result()
     if media is None:

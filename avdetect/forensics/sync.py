@@ -150,9 +150,8 @@ class EnvelopeSyncScorer:
     def fit(self, mouth: np.ndarray, valid: np.ndarray, envelope: np.ndarray, speech: np.ndarray) -> None:
         T = len(valid)
         # every lag is fitted on the same frames, those at least L from either end: on a short clip
-        # the search is narrowed so that these are >= 2/3 of the frames (3 s: +-12 frames, not +-20)
+        # the search is narrowed so that these are >= 2/3 of the frames (3 s: +-12 frames, not +-25)
         L = int(min(self.max_lag, max(2, T // 6)))
-        self.lags = L
         self.valid = valid
         self.y = _envelope(envelope)
         X = _visual_features(mouth, valid, self.frames_per_weight)
