@@ -144,7 +144,9 @@ def _run_synth(args) -> int:
 # ---------------------------------------------------------------------------------------
 # detect / scan / demo (issue 7)
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: checkpoints/avdetect-small-synth)")
+    p.add_argument("--checkpoint", metavar="DIR|NAME",
+                   help="checkpoint folder, or the name of a shipped checkpoint such as avdetect-small-synth "
+                        "(default: $AVDETECT_CHECKPOINT, else the shipped default)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threshold", type=float,
                    help="p(fake) at or above which a file or segment is flagged (default: the checkpoint's calibrated threshold, else 0.5)")
@@ -298,13 +300,17 @@ def _run_evidence(args) -> int:
 # ---------------------------------------------------------------------------------------
 # manifest (issue 6)
 def _args_manifest(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", choices=["lavdf", "fakeavceleb", "av1m", "synthetic"], help="benchmark layout of ROOT")
+    p.add_argument("dataset", choices=["lavdf", "fakeavceleb", "av1m", "synthetic", "forged", "realfaces"],
+                   help="benchmark layout of ROOT (forged: an `avdetect forge` folder; realfaces: the real clips "
+                        "of a person split file under ROOT)")
     p.add_argument("root", metavar="ROOT", help="dataset folder (as distributed, or an `avdetect synth` output)")
     p.add_argument("--out", metavar="M.jsonl", help="manifest to write (default data_manifests/<dataset>.jsonl)")
     p.add_argument("--no-check-files", action="store_true", help="keep entries whose media file is missing")
     p.add_argument("--no-probe", action="store_true", help="FakeAVCeleb: do not read durations (faster; segments left empty)")
     p.add_argument("--seed", type=int, default=None, help="FakeAVCeleb: seed of the subject-disjoint split (default 2024)")
     p.add_argument("--workers", type=int, default=8, help="FakeAVCeleb: parallel duration probes (default 8)")
+    p.add_argument("--split-file", metavar="SPLIT.json",
+                   help="realfaces: person split file (default data_manifests/realfaces_split.json)")
 
 
 def _run_manifest(args) -> int:
@@ -317,6 +323,8 @@ def _run_manifest(args) -> int:
     if args.dataset == "fakeavceleb":
         kwargs.update(probe=not args.no_probe, workers=args.workers,
                       seed=FAKEAVCELEB_SEED if args.seed is None else args.seed)
+    if args.dataset == "realfaces":
+        kwargs["split_file"] = args.split_file
     entries = build_manifest(args.dataset, args.root, **kwargs)
     out = write_manifest(entries, args.out or Path("data_manifests") / f"{args.dataset}.jsonl")
     summary = summarize(entries)
@@ -352,6 +360,47 @@ def _run_preprocess(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# forge (issue 14)
+def _args_forge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="SRC", help="real video files or folders of them (each file one "
+                   "person, split 'test'); or use --split-file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--split-file", metavar="SPLIT.json", help="a person split file (data_manifests/realfaces_split.json); "
+                   "its clips are looked up under --base")
+    p.add_argument("--base", default="../shared", help="folder the split file's roots are under (default ../shared)")
+    p.add_argument("--splits", default="train,dev,test", help="with --split-file: which splits to forge (default all)")
+    p.add_argument("--families", default=",".join(("face_blend", "mouth_rerender", "voice_swap", "voice_tts",
+                                                   "voice_vocoder", "av_shift", "both")),
+                   help="forgery families, comma-separated (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-real", action="store_true", help="do not write the re-encoded untouched copies")
+    p.add_argument("--max-side", type=int, default=640, help="decode and write frames at most this large (default 640)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+
+
+def _run_forge(args) -> int:
+    from avdetect.errors import ConfigError
+    from avdetect.forge import forge_folder
+    from avdetect.forge.corpus import folder_sources, split_sources
+
+    if args.split_file:
+        sources = split_sources(args.split_file, args.base, splits=tuple(s for s in args.splits.split(",") if s))
+    elif args.sources:
+        sources = folder_sources(args.sources)
+    else:
+        raise ConfigError("give source videos or --split-file")
+    start = time.perf_counter()
+    summary = forge_folder(sources, args.out, seed=args.seed, families=tuple(f for f in args.families.split(",") if f),
+                           max_side=args.max_side, workers=args.workers, write_real=not args.no_real, quiet=args.quiet)
+    print(f"wrote {summary['files']} files from {len(sources)} sources to {summary['out_dir']} in "
+          f"{time.perf_counter() - start:.1f} s")
+    print("families: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["families"].items())))
+    for path, err in summary["failed"].items():
+        print(f"failed: {path}: {err}", file=sys.stderr)
+    return EXIT_USER if summary["failed"] else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 COMMANDS = {
     "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
     "evaluate": (_args_evaluate, _run_evaluate, "score predictions with the LAV-DF / AV-Deepfake1M protocols"),
@@ -361,6 +410,7 @@ COMMANDS = {
     "demo": (_args_demo, _run_demo, "render a manipulated synthetic clip, detect it and write all reports"),
     "evidence": (_args_evidence, _run_evidence, "training-free forensic evidence: AV sync, splices, blinks, container traces"),
     "manifest": (_args_manifest, _run_manifest, "build a dataset manifest (JSONL) for LAV-DF, FakeAVCeleb, AV-Deepfake1M, synthetic"),
+    "forge": (_args_forge, _run_forge, "forged copies of real videos with known spans (LAV-DF / AV-Deepfake1M metadata)"),
     "preprocess": (_args_preprocess, _run_preprocess, "decode + face-track a manifest's clips once into a resumable cache"),
 }
 

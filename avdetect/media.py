@@ -44,6 +44,7 @@ from typing import Iterator
 import numpy as np
 
 from avdetect.errors import (
+    AVDetectError,
     CorruptMediaError,
     MediaError,
     MediaNotFoundError,
@@ -814,3 +815,38 @@ def load_media(
     for w in info.warnings:
         log.warning("%s: %s", info.path, w)
     return Media(info, stall_timeout=stall_timeout)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None, crf: int = 20,
+                error: type[AVDetectError] = MediaError) -> Path:
+    """Encode RGB ``frames`` (n, H, W, 3) uint8 at 25 fps and mono 16 kHz ``audio`` (or None) into an
+    mp4 (H.264 yuv420p, one x264 thread so that output is deterministic; AAC 64 kb/s), written
+    under a temporary name and renamed when complete. Odd frame sizes are padded by one pixel."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        h, w = frames.shape[1:3]
+    with tempfile.TemporaryDirectory(prefix="avdetect-enc-") as td:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(FPS), "-i", "-"]
+        if audio is not None:
+            wav = os.path.join(td, "a.wav")
+            sf.write(wav, np.asarray(audio, np.float32), SAMPLE_RATE, subtype="PCM_16")
+            cmd += ["-i", wav, "-map", "0:v", "-map", "1:a"]
+        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(int(crf)), "-threads", "1", "-pix_fmt", "yuv420p",
+                "-g", "50"]
+        if audio is not None:
+            cmd += ["-c:a", "aac", "-b:a", "64k", "-ar", str(SAMPLE_RATE), "-ac", "1"]
+        tmp_out = path.with_name(path.name + ".part.mp4")
+        cmd += ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+                "-movflags", "+faststart", str(tmp_out)]
+        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, timeout=600)
+        if proc.returncode != 0:
+            tmp_out.unlink(missing_ok=True)
+            raise error(f"ffmpeg failed to encode: {proc.stderr.decode(errors='replace').strip()[-300:]}", path)
+        os.replace(tmp_out, path)
+    return path

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from avdetect.data.dataset import AugmentConfig
+from avdetect.data.forgery import ForgeConfig
 from avdetect.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class DataConfig:
     cache: str = ""  # folder from `avdetect preprocess`
     train_split: str = "train"
     val_split: str = "dev"
+    val_manifest: str | None = None  # validate on another manifest + cache (e.g. forged dev files); None: the same
+    val_cache: str | None = None
     balanced: bool = False  # class-balanced sampling (with replacement)
     num_workers: int = 0  # DataLoader worker processes per rank
     eval_overlap: int = 25  # frames shared by neighbouring validation windows
@@ -53,6 +56,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    forge: ForgeConfig = field(default_factory=ForgeConfig)  # on-the-fly forgeries of real clips
+    init_checkpoint: str | None = None  # start from these weights (a checkpoint folder of the same architecture)
     protocol: str = "lavdf"  # AP/AR thresholds reported in validation (lavdf | av1m)
     best_metric: str = "ap@0.5"  # validation metric that selects best/ (higher is better)
     seed: int = 0
@@ -66,7 +71,7 @@ class TrainConfig:
     find_unused_parameters: bool = True  # DDP: a batch without audio or faces leaves branches unused
 
 
-_NESTED = {"data": DataConfig, "optim": OptimConfig, "augment": AugmentConfig}
+_NESTED = {"data": DataConfig, "optim": OptimConfig, "augment": AugmentConfig, "forge": ForgeConfig}
 
 
 def _build(cls, values: dict, where: str):

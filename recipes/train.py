@@ -37,6 +37,7 @@ import torch.distributed as dist
 
 from avdetect.data.cache import FeatureCache
 from avdetect.data.dataset import EpochSampler, WindowDataset, collate_windows
+from avdetect.data.forgery import ForgeryWindowDataset
 from avdetect.data.manifest import read_manifest
 from avdetect.data.predict import predict_entries, score_predictions
 from avdetect.errors import AVDetectError, ConfigError
@@ -149,6 +150,12 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
     seed_everything(cfg.seed + rank)
 
     model = create_model(cfg.model, **cfg.model_overrides)
+    if cfg.init_checkpoint and not resume:
+        init = AVDetector.from_pretrained(cfg.init_checkpoint)
+        if init.config.to_dict() != model.config.to_dict():
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint} has another architecture than {cfg.model}")
+        model.load_state_dict(init.state_dict())
+        logger.info("initialised from %s", cfg.init_checkpoint)
     start_step, start_info = 0, {}
     ckpt_dir = None
     if resume:
@@ -180,12 +187,18 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
     entries = read_manifest(cfg.data.manifest)
     cache = FeatureCache(cfg.data.cache)
     train_entries = [e for e in entries if e.split == cfg.data.train_split]
-    val_entries = [e for e in entries if e.split == cfg.data.val_split and e.file in cache]
+    val_cache = FeatureCache(cfg.data.val_cache) if cfg.data.val_cache else cache
+    val_pool = read_manifest(cfg.data.val_manifest) if cfg.data.val_manifest else entries
+    val_entries = [e for e in val_pool if e.split == cfg.data.val_split and e.file in val_cache]
     if cfg.data.max_val_clips:
         val_entries = val_entries[: cfg.data.max_val_clips]
     if not train_entries:
         raise ConfigError(f"no clip of split {cfg.data.train_split!r} in {cfg.data.manifest}")
-    ds = WindowDataset(train_entries, cache, window, train=True, augment=cfg.augment, use_face=use_face, seed=cfg.seed)
+    if cfg.forge.enabled:
+        ds = ForgeryWindowDataset(train_entries, cache, window, forge=cfg.forge, augment=cfg.augment, use_face=use_face,
+                                  seed=cfg.seed)
+    else:
+        ds = WindowDataset(train_entries, cache, window, train=True, augment=cfg.augment, use_face=use_face, seed=cfg.seed)
     sampler = EpochSampler(ds.labels, balanced=cfg.data.balanced, rank=rank, world=world, seed=cfg.seed)
     collate = functools.partial(collate_windows, sigma=model.config.loss.boundary_sigma)
     bs, accum = cfg.optim.batch_size, cfg.optim.accumulate
@@ -270,7 +283,7 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
                 is_best = False
                 if do_val:
                     t0 = time.perf_counter()
-                    metrics = validate(model, cfg, cache, val_entries, device)
+                    metrics = validate(model, cfg, val_cache, val_entries, device)
                     metrics["seconds"] = time.perf_counter() - t0
                     model.train()
                     logs.write("val", step, metrics)

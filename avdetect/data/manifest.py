@@ -31,7 +31,7 @@ from avdetect.errors import DataFormatError
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DATASETS = ("lavdf", "av1m", "fakeavceleb", "synthetic")
+DATASETS = ("lavdf", "av1m", "fakeavceleb", "synthetic", "forged", "realfaces")
 CATEGORY_NAMES = ("RealVideo-RealAudio", "FakeVideo-RealAudio", "RealVideo-FakeAudio", "FakeVideo-FakeAudio")
 FAKEAVCELEB_SPLIT = (0.7, 0.15, 0.15)  # train / val / test share of subjects
 FAKEAVCELEB_SEED = 2024
@@ -321,7 +321,36 @@ def build_fakeavceleb(root: str | Path, check_files: bool = True, probe: bool = 
     return _check_files(out, root, check_files)
 
 
-BUILDERS = {"lavdf": build_lavdf, "av1m": build_av1m, "fakeavceleb": build_fakeavceleb, "synthetic": build_synthetic}
+def build_forged(root: str | Path, check_files: bool = True) -> list[ManifestEntry]:
+    """An ``avdetect forge`` folder (the same metadata files as ``avdetect synth``), with each
+    clip's person (from ``forge_info.json``) as its subject."""
+    root = Path(root)
+    info_path = root / "forge_info.json"
+    if not info_path.is_file():
+        raise DataFormatError("no forge_info.json: not an `avdetect forge` folder", root)
+    person = {r["file"]: r["person"] for r in json.loads(info_path.read_text(encoding="utf-8"))["files"]}
+    out = build_synthetic(root, check_files=check_files)
+    for e in out:
+        e.dataset, e.subject = "forged", person.get(e.file)
+    return out
+
+
+def build_realfaces(root: str | Path, check_files: bool = True, split_file: str | Path | None = None) -> list[ManifestEntry]:
+    """Untouched real clips named by a person split file (default
+    ``data_manifests/realfaces_split.json`` of this checkout) under ``root`` (``../shared``):
+    label 0, the person as subject, the split from the file."""
+    from avdetect.forge.corpus import split_sources
+
+    if split_file is None:
+        split_file = Path(__file__).resolve().parents[2] / "data_manifests" / "realfaces_split.json"
+    out = []
+    for s in split_sources(split_file, root):
+        out.append(_entry(Path(s.path).name, Path(s.path), "realfaces", s.split, [], [], [], None, subject=s.person))
+    return _check_files(out, Path(root), check_files)
+
+
+BUILDERS = {"lavdf": build_lavdf, "av1m": build_av1m, "fakeavceleb": build_fakeavceleb, "synthetic": build_synthetic,
+            "forged": build_forged, "realfaces": build_realfaces}
 
 
 def summarize(entries: list[ManifestEntry]) -> dict:

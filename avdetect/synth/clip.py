@@ -9,20 +9,17 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-import soundfile as sf
 
 from avdetect.errors import ConfigError, SynthError
 from avdetect.synth import artefacts as art_mod
 from avdetect.synth.face import FaceRenderer, Identity, sample_identity
 from avdetect.synth.speech import Voice, mouth_per_frame, plan_utterance, sample_voice, synthesize
-from avdetect.timegrid import (FPS, SAMPLE_RATE, frame_to_sample, frames_to_seconds, n_frames_for_duration,
+from avdetect.timegrid import (frame_to_sample, frames_to_seconds, n_frames_for_duration,
                                n_samples_for_duration, samples_to_seconds, seconds_to_frame, seconds_to_frames_round)
 
 logger = logging.getLogger(__name__)
@@ -387,28 +384,9 @@ def encode(clip: RenderedClip, path: str | Path, crf: int | None = None) -> None
 
     ``crf`` defaults to the clip's own drawn quality.
     """
-    crf = clip.crf if crf is None else crf
-    import imageio_ffmpeg
+    from avdetect.media import write_video
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n, h, w, _ = clip.frames.shape
-    with tempfile.TemporaryDirectory(prefix="avsynth-") as td:
-        wav = os.path.join(td, "a.wav")
-        sf.write(wav, clip.audio, SAMPLE_RATE, subtype="PCM_16")
-        tmp_out = path.with_name(path.name + ".part.mp4")
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(FPS), "-i", "-",
-               "-i", wav, "-map", "0:v", "-map", "1:a",
-               "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1", "-pix_fmt", "yuv420p",
-               "-g", "50", "-c:a", "aac", "-b:a", "64k", "-ar", str(SAMPLE_RATE), "-ac", "1",
-               "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-               "-movflags", "+faststart", str(tmp_out)]
-        proc = subprocess.run(cmd, input=clip.frames.tobytes(), capture_output=True, timeout=300)
-        if proc.returncode != 0:
-            tmp_out.unlink(missing_ok=True)
-            raise SynthError(f"ffmpeg failed to encode: {proc.stderr.decode(errors='replace').strip()[-300:]}", path)
-        os.replace(tmp_out, path)
+    write_video(path, clip.frames, clip.audio, crf=clip.crf if crf is None else crf, error=SynthError)
 
 
 def render_clip(path: str | Path, spec: ClipSpec) -> ClipTruth:

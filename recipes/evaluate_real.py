@@ -1,0 +1,215 @@
+"""Evaluate checkpoints on real footage the way a user meets it: ``Detector.detect`` on files.
+
+    python recipes/evaluate_real.py --checkpoint avdetect-small-real --checkpoint avdetect-small-synth \\
+        --split-file data_manifests/realfaces_split.json --base ../shared \\
+        --forged data/forged_test --dev-fakes ../shared/realfaces/dev_fakes --out runs/eval_real
+
+For each checkpoint it runs the whole ``detect`` (faces, model, evidence, verdict rule) on
+
+* every untouched real clip of the split file (the accusation count: verdict ``fake`` or a
+  flagged segment; reported for the held-out test people and for all clips);
+* an ``avdetect forge`` folder of the test people (re-encoded real copies and one forged copy
+  per family): per family AUC of ``fake_probability`` against the test reals (untouched and
+  re-encoded), and AP@0.5 / AP@0.75 of the fused proposals (LAV-DF protocol); once as is and
+  once with each clip's leading silence trimmed from the input (DESIGN.md section 4);
+* a folder of generated talking heads (``dev_fakes``): per generator, how many score above
+  every real test clip, and how many get verdict ``fake``.
+
+Writes ``detections.jsonl`` per checkpoint and ``summary.json`` / ``summary.md`` for all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from avdetect.errors import AVDetectError
+
+logger = logging.getLogger("recipes.evaluate_real")
+GENERATOR_PREFIXES = {"vasa1": "VASA-1", "sadtalker": "SadTalker", "wav2lip": "Wav2Lip"}
+
+
+def _trimmed_copy(path: str, seconds: float, folder: str) -> str:
+    from avdetect.media import ffmpeg_exe
+
+    out = str(Path(folder) / (Path(path).stem + "_trim.mp4"))
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{seconds:.3f}", "-i", path,
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-threads", "1", "-c:a", "aac", "-b:a", "96k", out]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return out
+
+
+def _leading_silence_s(path: str) -> float:
+    from avdetect.data.predict import leading_silence_frames
+    from avdetect.media import load_media
+    from avdetect.timegrid import frames_to_seconds
+
+    m = load_media(path)
+    return frames_to_seconds(leading_silence_frames(m.audio)) if m.has_audio else 0.0
+
+
+def _row(det, path: str, **facts) -> dict:
+    t0 = time.perf_counter()
+    try:
+        r = det.detect(path).to_dict()
+    except AVDetectError as err:
+        return {**facts, "path": path, "error": str(err)}
+    return {**facts, "path": path, "verdict": r["verdict"], "p": r["fake_probability"],
+            "segments": [[s["start_s"], s["end_s"], s["score"], s["modality"]] for s in r["segments"]],
+            "proposals": r["proposals"].get("fused", []), "reasons": r.get("verdict_reasons", []),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
+    from avdetect.api import Detector
+    from avdetect.forge.corpus import split_sources
+
+    det = Detector.from_pretrained(ckpt, device="cpu")
+    rows: list[dict] = []
+    for s in split_sources(args.split_file, args.base):
+        rows.append(_row(det, s.path, group="real", family="real", split=s.split, person=s.person, truth=[]))
+    if args.forged:
+        info = json.loads((Path(args.forged) / "forge_info.json").read_text(encoding="utf-8"))
+        with tempfile.TemporaryDirectory(prefix="avdetect-trim-") as td:
+            for f in info["files"]:
+                path = str(Path(args.forged) / f["file"])
+                truth = [[f["start_s"], f["end_s"]]] if f["modify_video"] or f["modify_audio"] else []
+                facts = dict(group="forged", family=f["family"], split=f["split"], person=f["person"], truth=truth,
+                             file=f["file"])
+                rows.append(_row(det, path, **facts))
+                if args.trim:
+                    lead = _leading_silence_s(path)
+                    if lead > 0:
+                        r = _row(det, _trimmed_copy(path, lead, td), **facts)
+                        r["proposals"] = [[c, a + lead, b + lead] for c, a, b in r.get("proposals", [])]
+                    else:
+                        r = dict(rows[-1])
+                    r.update(group="forged_trimmed", trimmed_s=lead)
+                    rows.append(r)
+    if args.dev_fakes:
+        for p in sorted(Path(args.dev_fakes).iterdir()):
+            if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".mpg", ".avi"):
+                gen = next((v for k, v in GENERATOR_PREFIXES.items() if p.name.startswith(k)), "other")
+                rows.append(_row(det, str(p), group="dev_fakes", family=gen, split="-", person="-", truth=[]))
+    (out / "detections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    from avdetect.metrics import PROTOCOLS, localization_metrics, roc_auc
+
+    proto = PROTOCOLS["lavdf"]
+    ok = [r for r in rows if "error" not in r]
+    real = [r for r in ok if r["group"] == "real"]
+    accused = lambda rs: sum(1 for r in rs if r["verdict"] == "fake" or r["segments"])  # noqa: E731
+    out: dict = {"errors": [(r["path"], r["error"]) for r in rows if "error" in r], "real": {}}
+    for name, rs in (("test", [r for r in real if r["split"] == "test"]), ("all", real)):
+        out["real"][name] = {"clips": len(rs), "accused": accused(rs),
+                             "verdict_fake": sum(r["verdict"] == "fake" for r in rs),
+                             "with_segments": sum(bool(r["segments"]) for r in rs),
+                             "unknown": sum(r["verdict"] == "unknown" for r in rs),
+                             "p_max": max((r["p"] for r in rs), default=None)}
+    real_test = [r for r in real if r["split"] == "test"]
+    out["families"] = {}
+    for group in ("forged", "forged_trimmed"):
+        g = [r for r in ok if r["group"] == group]
+        neg = [r for r in g if r["family"] == "real"] + real_test
+        for fam in sorted({r["family"] for r in g} - {"real"}):
+            pos = [r for r in g if r["family"] == fam]
+            rs = pos + neg
+            labels = [1] * len(pos) + [0] * len(neg)
+            auc = roc_auc(labels, [r["p"] for r in rs])
+            props = [np.asarray(r["proposals"] or [[0.0, 0.0, 0.04]], float).reshape(-1, 3) for r in rs]
+            gts = [np.asarray(r["truth"], float).reshape(-1, 2) for r in rs]
+            loc = localization_metrics(props, gts, (0.5, 0.75), proto.ar_n_proposals[:1], proto.ar_iou_thresholds)
+            out["families"].setdefault(fam, {})[group] = {
+                "n": len(pos), "negatives": len(neg), "auc": auc, "ap@0.5": loc["ap"][0.5], "ap@0.75": loc["ap"][0.75],
+                "detected": sum(r["verdict"] == "fake" for r in pos)}
+    p_real = max((r["p"] for r in real_test), default=1.0)
+    out["dev_fakes"] = {}
+    for gen in sorted({r["family"] for r in ok if r["group"] == "dev_fakes"}):
+        g = [r for r in ok if r["group"] == "dev_fakes" and r["family"] == gen]
+        out["dev_fakes"][gen] = {"clips": len(g), "above_every_real_test": sum(r["p"] > p_real for r in g),
+                                 "verdict_fake": sum(r["verdict"] == "fake" for r in g),
+                                 "unknown": sum(r["verdict"] == "unknown" for r in g)}
+    return out
+
+
+def to_markdown(summaries: dict[str, dict]) -> str:
+    names = list(summaries)
+    lines = ["| real clips accused (verdict fake or a flagged segment) | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for split in ("test", "all"):
+        cells = []
+        for n in names:
+            r = summaries[n]["real"][split]
+            cells.append(f"{r['accused']}/{r['clips']} (fake {r['verdict_fake']}, segments {r['with_segments']}, "
+                         f"unknown {r['unknown']})")
+        lines.append(f"| {'held-out test people' if split == 'test' else 'all 32 real clips'} | " + " | ".join(cells) + " |")
+    lines += ["", "| family | run | " + " | ".join(f"{n} AUC / AP@0.5 / AP@0.75" for n in names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    fams = sorted({f for s in summaries.values() for f in s["families"]})
+    for fam in fams:
+        for group in ("forged", "forged_trimmed"):
+            cells = []
+            for n in names:
+                m = summaries[n]["families"].get(fam, {}).get(group)
+                cells.append("-" if m is None else f"{m['auc']:.2f} / {100 * m['ap@0.5']:.1f} / {100 * m['ap@0.75']:.1f}")
+            lines.append(f"| {fam} | {'trimmed' if group.endswith('trimmed') else 'as is'} | " + " | ".join(cells) + " |")
+    lines += ["", "| generator (dev_fakes) | " + " | ".join(f"{n}: above every real test clip / verdict fake" for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    gens = sorted({g for s in summaries.values() for g in s["dev_fakes"]})
+    for gen in gens:
+        cells = []
+        for n in names:
+            d = summaries[n]["dev_fakes"].get(gen)
+            cells.append("-" if d is None else f"{d['above_every_real_test']}/{d['clips']} / {d['verdict_fake']}/{d['clips']}")
+        lines.append(f"| {gen} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", action="append", required=True, help="checkpoint name or folder (repeatable)")
+    p.add_argument("--split-file", default="data_manifests/realfaces_split.json")
+    p.add_argument("--base", default="../shared", help="folder the split file's roots are under")
+    p.add_argument("--forged", help="an `avdetect forge` folder of the test people")
+    p.add_argument("--dev-fakes", help="a folder of generated talking heads (file names start with the generator)")
+    p.add_argument("--no-trim", dest="trim", action="store_false", help="skip the leading-silence-trimmed run")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    summaries = {}
+    try:
+        for ck in args.checkpoint:
+            name = Path(ck).name
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            summaries[name] = summarise(run_checkpoint(ck, args, folder))
+    except AVDetectError as err:
+        print(f"evaluate_real: error: {err}", file=sys.stderr)
+        return 2
+    (out / "summary.json").write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
+    md = to_markdown(summaries)
+    (out / "summary.md").write_text(md, encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
