@@ -24,6 +24,35 @@ frame (the score tracks):
 5. Face thumbnails of flagged segments are decoded afterwards (one frame each), optional
    training-free evidence comes from :mod:`avdetect.forensics` when that package is present,
    and everything goes into a :class:`avdetect.report.DetectionReport` with provenance.
+6. The verdict (:func:`decide_verdict`, below).
+
+**Checkpoints** are folders (``model.safetensors`` + ``config.json``, optionally
+``calibration.json``); a bare name such as ``"avdetect-small-synth"`` (no slash, not an existing
+path) is looked up among the shipped checkpoints (:func:`resolve_checkpoint`).
+
+**The verdict rule** (:data:`VERDICT_RULE`, recorded in every report's ``verdict_rule``). A false
+accusation of a real video is the worst output this tool can give, so a verdict is ``fake`` or
+``real`` only where the checkpoint's training covers the input:
+
+* **Outside the checkpoint's domain** (:mod:`avdetect.domain`: a stream it was trained on is
+  missing, no tracked face or a face in too few frames, a face too small in the source, a still
+  picture or frozen video, several faces of comparable size on screen together, too little
+  speech; limits from ``calibration.json``'s ``domain``, see :func:`read_calibration`): verdict
+  ``unknown``, no flagged segment (the model's ranked ``proposals`` stay in the report for
+  researchers), the stream verdicts ``unknown`` (their scores kept), and the explanation starts
+  with why.
+* **Inside it**: ``fake`` if the model's p(fake) reaches the threshold (the clip probability, a
+  stream's most-fake half second or a flagged segment's score, as before), a segment is flagged,
+  or a training-free evidence item *with a time span* of a kind that points at manipulation
+  (:data:`SPAN_EVIDENCE_KINDS`: ``sync_span``, ``audio_splice``, ``visual_change``) has strength
+  >= :data:`STRONG_EVIDENCE` (0.7); whole-file facts (``container``, ``audio_bandwidth``,
+  ``blinks``, ``sync_offset``) and ``face_track_jump`` (a cut as often as an edit) never make a
+  file fake by themselves. ``real`` if none of that and every stream present was examined; else
+  ``unknown``.
+
+The reasons, each ``{code, message, brief}`` in plain words with the measured value, are the
+report's ``verdict_reasons`` (see :class:`avdetect.report.model.VerdictReason`); what was
+measured and the domain it was checked against are in ``extra["domain"]``.
 """
 from __future__ import annotations
 
@@ -43,11 +72,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from avdetect import __version__
+from avdetect.domain import Domain, DomainMeter, check_domain
 from avdetect.errors import CheckpointError, CheckpointNotFoundError, ConfigError, MediaError
 from avdetect.localization import ProposalConfig, ScoreTrack, TrackStitcher, propose
 from avdetect.media import load_media, sha256_file
 from avdetect.report.model import (DetectionReport, ModalityResult, Provenance, QualityWarning, Segment,
-                                   Thumbnail, Tracks)
+                                   Thumbnail, Tracks, VerdictReason)
 from avdetect.timegrid import FPS, SAMPLES_PER_FRAME, frame_to_sample, frames_to_seconds, samples_to_seconds
 
 log = logging.getLogger(__name__)
@@ -61,24 +91,71 @@ MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was
 LOW_RES_SIDE = 240  # source videos whose shorter side is below this get a warning
 SMALL_FACE_FRAC = 0.08  # main face height below this fraction of the frame: warning
 
+#: Evidence kinds whose items have a time span and point at a manipulation there (their strength
+#: can make an in-domain file fake; see the module docstring).
+SPAN_EVIDENCE_KINDS = ("sync_span", "audio_splice", "visual_change")
+#: Strength at or above which such an item makes an in-domain file fake.
+STRONG_EVIDENCE = 0.7
+#: The verdict rule in words, as every report records it.
+VERDICT_RULE = (
+    "unknown if the file is outside the checkpoint's domain (any failed domain check, listed in verdict_reasons; "
+    "then no segment is flagged and the model's proposals are kept for reference only); otherwise fake if the "
+    "model's p(fake) reaches the threshold, a segment is flagged, or a training-free evidence item with a time span "
+    f"({', '.join(SPAN_EVIDENCE_KINDS)}) has strength >= {STRONG_EVIDENCE:g}; otherwise real if every stream "
+    "present was examined; otherwise unknown"
+)
+
+
+def shipped_checkpoint_roots() -> list[Path]:
+    """Folders that hold the shipped checkpoints, one sub-folder each: ``avdetect/_checkpoints``
+    inside the installed package (a wheel) and, in a source checkout, ``checkpoints/`` at the top
+    of the tree (``avdetect/_checkpoints`` links to it)."""
+    here = Path(__file__).resolve().parent
+    return [here / "_checkpoints", here.parent / "checkpoints"]
+
+
+def available_checkpoints() -> list[str]:
+    """Names of the shipped checkpoints (folders with a ``config.json`` in a shipped root)."""
+    names: set[str] = set()
+    for root in shipped_checkpoint_roots():
+        if root.is_dir():
+            names.update(p.name for p in root.iterdir() if (p / "config.json").is_file())
+    return sorted(names)
+
 
 def default_checkpoint_dir() -> Path:
-    """``$AVDETECT_CHECKPOINT`` if set, else the shipped ``avdetect-small-synth``: inside the
+    """``$AVDETECT_CHECKPOINT`` if set, else the shipped :data:`DEFAULT_CHECKPOINT_NAME`: inside the
     installed package (``avdetect/_checkpoints``, in a wheel) or, in a source checkout,
     ``checkpoints/`` at the top of the tree (``avdetect/_checkpoints`` links to it)."""
     env = os.environ.get(CHECKPOINT_ENV)
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
-    packaged = here / "_checkpoints" / DEFAULT_CHECKPOINT_NAME
-    if packaged.is_dir():
-        return packaged
-    return here.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    packaged, top = shipped_checkpoint_roots()
+    if (packaged / DEFAULT_CHECKPOINT_NAME).is_dir():
+        return packaged / DEFAULT_CHECKPOINT_NAME
+    return top / DEFAULT_CHECKPOINT_NAME
+
+
+def _is_bare_name(checkpoint: str | Path) -> bool:
+    text = str(checkpoint)
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return bool(text) and text not in (".", "..") and not any(c in text for c in seps)
 
 
 def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
-    """The checkpoint folder to load (None: the default); :class:`CheckpointNotFoundError` if absent."""
+    """The checkpoint folder to load: None: the default; an existing path: itself; a bare name (no
+    slash, not an existing path, e.g. ``"avdetect-small-synth"``): the shipped checkpoint of that
+    name (:func:`shipped_checkpoint_roots`). Raises :class:`CheckpointNotFoundError` if absent
+    (for an unknown name, listing the names available)."""
     path = default_checkpoint_dir() if checkpoint is None else Path(checkpoint)
+    if checkpoint is not None and not path.exists() and _is_bare_name(checkpoint):
+        for root in shipped_checkpoint_roots():
+            if (root / str(checkpoint)).is_dir():
+                return root / str(checkpoint)
+        names = available_checkpoints()
+        raise CheckpointNotFoundError(
+            f"no checkpoint folder or shipped checkpoint named {str(checkpoint)!r} (shipped checkpoints: "
+            f"{', '.join(names) if names else 'none installed'}); pass one of those names or a checkpoint folder")
     if not path.exists():
         if checkpoint is None:
             raise CheckpointNotFoundError(
@@ -213,6 +290,7 @@ class _FaceStream:
         self.end = 0
         self.valid = np.zeros(n_frames, bool)  # whole video, for the report (1 byte per frame)
         self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
+        self.mouth_boxes = np.zeros((n_frames, 4), np.float32)  # for the still-video check
         self.seconds = 0.0
         self.last_track = None
         self.on_chunk = None  # called with every chunk as it arrives (the forensic face features)
@@ -228,6 +306,7 @@ class _FaceStream:
             a, b = part.start_frame, part.start_frame + len(part)
             self.valid[a:b] = part.valid
             self.boxes[a:b] = part.boxes
+            self.mouth_boxes[a:b] = part.mouth_boxes
             self.last_track = part
             if self.on_chunk is not None:
                 self.on_chunk(part)
@@ -327,10 +406,27 @@ CALIBRATION_FILE = "calibration.json"
 
 
 def read_calibration(folder: Path) -> dict | None:
-    """What a checkpoint says about its own use (``calibration.json`` beside its weights), or None:
-    ``threshold`` (its decision threshold, required), ``method`` (how it was found) and optionally
-    ``warning`` (a caveat every report made with it must carry, e.g. synthetic-only training).
-    A malformed file is a :class:`CheckpointError`, never a silent default."""
+    """What a checkpoint says about its own use (``calibration.json`` beside its weights), or None
+    when there is no such file (then the defaults apply, :class:`avdetect.domain.Domain` included).
+
+    Keys: ``threshold`` (its decision threshold, required), ``method`` (how it was found),
+    optionally ``warning`` (a caveat every report made with it must carry, e.g. synthetic-only
+    training) and ``domain``: what its training covered, an object whose keys all have defaults
+    that fit a talking-face model (absent keys take them; an absent ``domain`` is all defaults)::
+
+        "domain": {"streams": ["video", "audio"],  # streams it was trained on; the file needs all
+                   "min_face_coverage": 0.5,        # fraction of frames with a tracked face
+                   "min_face_px": 40,               # main face height, source pixels
+                   "min_face_frac": 0.06,           # main face height / source frame height
+                   "min_speech_frac": 0.15,         # fraction of frames with speech
+                   "max_comparable_faces": 1,       # faces of comparable size on screen together
+                   "comparable_face_ratio": 0.5,    # "comparable": persistence x size >= this x the main face's
+                   "min_mouth_motion": 1.0}         # below: a still picture (grey levels, avdetect.domain)
+
+    Returned as ``{"threshold", "method", "warning", "domain"}`` with ``domain`` a
+    :class:`~avdetect.domain.Domain`. A malformed file (bad JSON, missing or out-of-range
+    threshold, a ``domain`` that is not an object, an unknown domain key, a wrong type or an
+    out-of-range value) is a :class:`CheckpointError`, never a silent default."""
     f = Path(folder) / CALIBRATION_FILE
     if not f.is_file():
         return None
@@ -341,8 +437,89 @@ def read_calibration(folder: Path) -> dict | None:
         raise CheckpointError(f"malformed {CALIBRATION_FILE}: {err}", f) from err
     if not 0.0 < value < 1.0:
         raise CheckpointError(f"{CALIBRATION_FILE}: threshold must be in (0, 1), got {value}", f)
+    try:
+        domain = Domain.from_dict(data.get("domain"))
+    except ValueError as err:
+        raise CheckpointError(f"{CALIBRATION_FILE}: malformed domain: {err}", f) from err
     warning = data.get("warning")
-    return {"threshold": value, "method": str(data.get("method", "")), "warning": str(warning) if warning else None}
+    return {"threshold": value, "method": str(data.get("method", "")), "warning": str(warning) if warning else None,
+            "domain": domain}
+
+
+# ---------------------------------------------------------------------------------------
+# the verdict
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`decide_verdict` decided: ``verdict`` (fake | real | unknown), ``reasons`` (the
+    report's ``verdict_reasons``) and whether the file is inside the checkpoint's domain."""
+
+    verdict: str
+    reasons: list[VerdictReason]
+    in_domain: bool
+
+
+def strong_span_evidence(evidence: list[dict], strong: float = STRONG_EVIDENCE) -> list[dict]:
+    """Evidence items with a time span, of a kind in :data:`SPAN_EVIDENCE_KINDS`, with strength
+    >= ``strong``, strongest first (whole-file facts never qualify)."""
+    items = [e for e in evidence if e.get("kind") in SPAN_EVIDENCE_KINDS and e.get("start_s") is not None
+             and e.get("end_s") is not None and float(e.get("strength") or 0.0) >= strong]
+    return sorted(items, key=lambda e: -float(e["strength"]))
+
+
+def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: list[dict],
+                   domain_reasons: list[VerdictReason], unexamined: list[str] = ()) -> Verdict:
+    """The verdict rule (:data:`VERDICT_RULE`; module docstring) on what detection found.
+
+    Args:
+        p_fake: the model's p(fake) of the file (clip probability, streams' most-fake half second,
+            flagged segments' scores: the largest).
+        threshold: the decision threshold.
+        segments: segments the model flagged (objects with ``start_s``, ``end_s``, ``modality``).
+        evidence: training-free evidence items (report dicts: ``kind``, ``start_s``, ``end_s``,
+            ``strength``, ``explanation``).
+        domain_reasons: failed domain checks (:func:`avdetect.domain.check_domain`); any -> unknown.
+        unexamined: one note per stream present in the file that could not be examined.
+    """
+    if domain_reasons:
+        return Verdict("unknown", list(domain_reasons), in_domain=False)
+    reasons: list[VerdictReason] = []
+    if p_fake >= threshold:
+        reasons.append(VerdictReason("model_score", f"the model's p(fake) {p_fake:.3f} reaches the threshold {threshold:.2f}",
+                                     f"p(fake) {p_fake:.2f} >= {threshold:.2f}"))
+    if segments:
+        top = segments[0]
+        reasons.append(VerdictReason(
+            "flagged_segments", f"the model flags {len(segments)} segment(s), the strongest {top.start_s:.2f}-{top.end_s:.2f} s "
+                                f"({top.modality})", f"{len(segments)} segment(s) flagged"))
+    strong = strong_span_evidence(evidence)
+    if strong:
+        e = strong[0]
+        kind = str(e["kind"]).replace("_", " ")
+        reasons.append(VerdictReason(
+            "strong_evidence", f"{len(strong)} training-free evidence item(s) with a time span reach strength "
+                               f"{STRONG_EVIDENCE:g}, the strongest {kind} at {e['start_s']:.2f}-{e['end_s']:.2f} s "
+                               f"(strength {float(e['strength']):.2f}): {e.get('explanation', '')}".rstrip(": "),
+            f"{kind} {e['start_s']:.2f}-{e['end_s']:.2f} s, strength {float(e['strength']):.2f}"))
+    if reasons:
+        return Verdict("fake", reasons, in_domain=True)
+    if unexamined:
+        return Verdict("unknown", [VerdictReason(
+            "stream_not_examined", "; ".join(unexamined) + ": a stream present in the file could not be examined, so "
+                                                           "'real' cannot be claimed", "a stream was not examined")],
+            in_domain=True)
+    return Verdict("real", [VerdictReason(
+        "nothing_found", f"inside the checkpoint's domain, the model's p(fake) {p_fake:.3f} is below the threshold "
+                         f"{threshold:.2f}, no segment is flagged and no training-free evidence with a time span reaches "
+                         f"strength {STRONG_EVIDENCE:g}", "nothing found")], in_domain=True)
+
+
+def _out_of_domain(m: ModalityResult) -> ModalityResult:
+    """A stream's result when the file is outside the checkpoint's domain: its score is kept for
+    reference, its verdict is ``unknown``."""
+    if m.verdict == "unknown":
+        return m
+    note = "outside the checkpoint's domain: the score is not a verdict" + (f" ({m.note})" if m.note else "")
+    return ModalityResult(m.available, m.score, "unknown", note)
 
 
 class Detector:
@@ -351,10 +528,11 @@ class Detector:
 
     def __init__(self, model, checkpoint: str | Path = "(in memory)", device: str | None = None,
                  options: DetectOptions | None = None, weights_sha256: str | None = None,
-                 checkpoint_warning: str | None = None):
+                 checkpoint_warning: str | None = None, domain: Domain | None = None):
         import torch
 
         self.checkpoint_warning = checkpoint_warning  # carried into every report's warnings
+        self.domain = domain or Domain()  # what the checkpoint's training covered (verdict rule)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.checkpoint = str(checkpoint)
@@ -368,7 +546,10 @@ class Detector:
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | None = None, device: str | None = None,
                         options: DetectOptions | None = None, **option_overrides) -> "Detector":
-        """Load a checkpoint folder (``model.safetensors`` + ``config.json``); None: the default.
+        """Load a checkpoint folder (``model.safetensors`` + ``config.json``), or a shipped
+        checkpoint by name (e.g. ``"avdetect-small-synth"``, see :func:`resolve_checkpoint`); None:
+        the default. Its ``calibration.json`` (:func:`read_calibration`) sets the threshold, the
+        caveat and the :class:`~avdetect.domain.Domain` the verdict rule checks files against.
 
         Raises :class:`CheckpointNotFoundError` when the folder is missing (for the default
         checkpoint, with how to get it) and :class:`CheckpointError` for broken checkpoints.
@@ -389,7 +570,8 @@ class Detector:
             opts = replace(opts, **option_overrides)
         return cls(model, checkpoint=folder, device=device, options=opts,
                    weights_sha256=_sha256_or_none(folder / "model.safetensors"),
-                   checkpoint_warning=calibration["warning"] if calibration else None)
+                   checkpoint_warning=calibration["warning"] if calibration else None,
+                   domain=calibration["domain"] if calibration else None)
 
     # ------------------------------------------------------------------ detection
     def detect(self, path: str | os.PathLike, quiet: bool = True, **option_overrides) -> DetectionReport:
@@ -430,6 +612,8 @@ class Detector:
         audio_frames = min(n, -(-info.n_samples // SAMPLES_PER_FRAME)) if has_audio else 0
         audio_mask_all = np.arange(n) < audio_frames
         audio_level = np.zeros(n, np.float32)
+        meter = DomainMeter(n, has_video, has_audio, audio_frames)  # the domain checks' measurements
+        t_meter = 0.0
 
         stitch = {k: TrackStitcher(n, taper=max(1, window // 4)) for k in ("visual", "audio", "fused", "sync")}
         clip_probs: list[float] = []
@@ -451,6 +635,9 @@ class Detector:
                 mouth_t = face_t = vmask = None
                 if faces is not None:
                     mouth, face, valid = faces.window(s, e)
+                    t1 = time.perf_counter()
+                    meter.add_mouths(s, mouth, valid, faces.mouth_boxes[s:e])
+                    t_meter += time.perf_counter() - t1
                     vmask = np.zeros(window, bool)
                     vmask[:length] = valid
                     m = np.zeros((window, *mouth.shape[1:]), np.uint8)
@@ -468,6 +655,9 @@ class Detector:
                     amask[:length] = audio_mask_all[s:e]
                     lv = np.abs(wav[:length * SAMPLES_PER_FRAME]).reshape(length, SAMPLES_PER_FRAME).max(axis=1)
                     audio_level[s:e] = lv
+                    t1 = time.perf_counter()
+                    meter.add_audio(frame_to_sample(s), wav[:length * SAMPLES_PER_FRAME])
+                    t_meter += time.perf_counter() - t1
                     audio_t = torch.from_numpy(wav)[None].to(self.device)  # (1, T * 640)
                 if mouth_t is None and audio_t is None:
                     raise MediaError("neither video nor audio could be read", info.path)
@@ -521,7 +711,15 @@ class Detector:
         segments = self._flag_segments(proposals["fused"], tracks, vmask_all, audio_mask_all, opts)
         stages["localisation"] = time.perf_counter() - t0
 
-        # ---------------------------------------------------------------- scores and verdicts
+        # ---------------------------------------------------------------- domain checks
+        t0 = time.perf_counter()
+        facts = meter.finish(vmask_all if has_video else None, faces.boxes if faces is not None else None,
+                             faces.last_track.tracks if faces is not None and faces.last_track is not None else [],
+                             tuple(media.working_size), tuple(info.source_size) if has_video else (0, 0))
+        domain_reasons = check_domain(facts, self.domain)
+        stages["domain"] = t_meter + time.perf_counter() - t0
+
+        # ---------------------------------------------------------------- scores
         width = FPS // 2  # 0.5 s: a stream's score is its most-fake half second
         thr = opts.threshold
         v_score = _moving_max(tracks["visual"].frame, vmask_all, width) if visual_ok else None
@@ -533,33 +731,33 @@ class Detector:
                      else max(s.visual_score or 0.0, s.audio_score or 0.0)) or 0.0 for s in segments) if segments else 0.0
         # every judged stream counts: a stream verdict "fake" makes the file fake
         p_fake = max(p_clip, p_seg, v_score or 0.0, a_score or 0.0)
-        judged_all = not has_video or visual_ok  # every stream present was examined
-        if p_fake >= thr or segments:
-            verdict = "fake"
-        elif judged_all:
-            verdict = "real"
-        else:
-            verdict = "unknown"
+        unexamined = [] if (not has_video or visual_ok) else [visual.note]  # streams present but not examined
         from avdetect.models import CATEGORIES
 
         cats = cat_probs[int(np.argmax(clip_probs))] if cat_probs else np.full(len(CATEGORIES), 1.0 / len(CATEGORIES))
-        explanation = self._explain(verdict, p_fake, thr, p_clip, segments, visual, audio_res)
 
-        # ---------------------------------------------------------------- warnings
+        # ---------------------------------------------------------------- warnings, evidence
         warnings = self._warnings(info, has_video, has_audio, coverage, visual_ok, faces, opts)
         if self.checkpoint_warning:
             warnings.insert(0, QualityWarning("checkpoint_domain", self.checkpoint_warning))
-
-        # ---------------------------------------------------------------- thumbnails, evidence
-        t0 = time.perf_counter()
-        thumbs = self._thumbnails(media, segments, vmask_all, faces.boxes if faces else None) if (
-            opts.thumbnails and has_video) else []
-        stages["thumbnails"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         evidence, forensics = self._forensics(media, opts, warnings, face_feats=face_feats)
         stages["forensics"] = time.perf_counter() - t0
         if face_feats is not None:
             stages["forensic_face_features"] = face_feats.seconds  # done while faces streamed past
+
+        # ---------------------------------------------------------------- verdict
+        decision = decide_verdict(p_fake, thr, segments, evidence, domain_reasons, unexamined)
+        if not decision.in_domain:  # no accusation outside the domain: proposals stay, nothing is flagged
+            segments = []
+            visual, audio_res = (_out_of_domain(m) for m in (visual, audio_res))
+        explanation = self._explain(decision, p_fake, thr, visual, audio_res)
+
+        # ---------------------------------------------------------------- thumbnails
+        t0 = time.perf_counter()
+        thumbs = self._thumbnails(media, segments, vmask_all, faces.boxes if faces else None) if (
+            opts.thumbnails and has_video) else []
+        stages["thumbnails"] = time.perf_counter() - t0
 
         # ---------------------------------------------------------------- provenance
         import torch as _torch
@@ -585,7 +783,8 @@ class Detector:
             torch_version=_torch.__version__,
         )
         report = DetectionReport(
-            file=str(path), verdict=verdict, fake_probability=_r(p_fake), threshold=float(thr),
+            file=str(path), verdict=decision.verdict, verdict_reasons=decision.reasons, verdict_rule=VERDICT_RULE,
+            fake_probability=_r(p_fake), threshold=float(thr),
             category_probabilities={c: _r(p) for c, p in zip(CATEGORIES, cats)},
             visual=visual, audio=audio_res, segments=segments,
             proposals={k: [[_r(c, 5), _r(a, 3), _r(b, 3)] for c, a, b in v] for k, v in proposals.items()},
@@ -600,6 +799,7 @@ class Detector:
             ),
             face_coverage=_r(coverage, 4), warnings=warnings, evidence=evidence, forensics=forensics,
             thumbnails=thumbs, provenance=prov, explanation=explanation,
+            extra={"domain": {"checkpoint": self.domain.to_dict(), "measured": facts.to_dict()}},
         )
         log.info("%s", report.summary())
         return report
@@ -669,17 +869,15 @@ class Detector:
         return ModalityResult(True, _r(score, 4), "fake" if score >= thr else "real", note)
 
     @staticmethod
-    def _explain(verdict, p_fake, thr, p_clip, segments, visual, audio) -> str:
-        parts = [f"p(fake) = {p_fake:.3f} against a threshold of {thr:.2f}"]
-        if segments:
-            parts.append(f"{len(segments)} segment(s) flagged, the strongest {segments[0].start_s:.2f}-"
-                         f"{segments[0].end_s:.2f} s ({segments[0].modality})")
-        else:
-            parts.append("no segment flagged")
-        parts.append(f"visual: {visual.verdict}, audio: {audio.verdict}")
-        if verdict == "unknown":
-            parts.append("a stream present in the file could not be examined, so 'real' cannot be claimed")
-        return "; ".join(parts) + "."
+    def _explain(decision: "Verdict", p_fake, thr, visual, audio) -> str:
+        """The report's explanation: why the verdict first, then the model's readings."""
+        readings = f"p(fake) = {p_fake:.3f} against a threshold of {thr:.2f}"
+        why = "; ".join(r.message for r in decision.reasons)
+        if not decision.in_domain:
+            return (f"Outside the checkpoint's domain, so no verdict: {why}. For reference only, not a verdict: the "
+                    f"model's {readings}; its ranked proposals are in the report, none is flagged.")
+        head = {"fake": "Fake", "real": "Real", "unknown": "Unknown"}[decision.verdict]
+        return f"{head}: {why}. The model's {readings}; visual: {visual.verdict}, audio: {audio.verdict}."
 
     @staticmethod
     def _warnings(info, has_video, has_audio, coverage, visual_ok, faces, opts) -> list[QualityWarning]:

@@ -222,7 +222,9 @@ def test_no_audio(detector, fake_clip, work):
     assert "no_audio" in codes
     assert r.audio.available is False and r.audio.verdict == "unknown" and r.audio.score is None
     assert all(v is None for v in r.tracks.audio) and all(v is None for v in r.tracks.sync)
-    assert r.visual.verdict in ("fake", "real") and "audio" not in r.proposals
+    # outside the (default) domain, which needs both streams: no verdict, the visual score kept (issue 14)
+    assert r.verdict == "unknown" and [x.code for x in r.verdict_reasons] == ["no_audio"] and r.segments == []
+    assert r.visual.verdict == "unknown" and r.visual.score is not None and "audio" not in r.proposals
     assert all(s.modality == "visual" for s in r.segments)
     from avdetect.report import validate_report
 
@@ -238,7 +240,9 @@ def test_no_face_low_resolution(detector, work):
     assert "no_face" in codes and "low_resolution" in codes
     assert r.face_coverage == 0.0 and r.visual.verdict == "unknown" and r.visual.score is None
     assert r.verdict != "real"  # the video could not be examined: never "real" by default
-    assert all(v is None for v in r.tracks.visual) and r.audio.verdict in ("fake", "real")
+    # outside the domain (no face; the tone is no speech either): no verdict, the audio score kept (issue 14)
+    assert "no_face" in [x.code for x in r.verdict_reasons] and r.segments == []
+    assert all(v is None for v in r.tracks.visual) and r.audio.verdict == "unknown" and r.audio.score is not None
     assert r.thumbnails == [] or all(t.jpeg_base64 for t in r.thumbnails)
 
 

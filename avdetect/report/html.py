@@ -39,6 +39,8 @@ th{background:#f6f6f6}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .thumbs{display:flex;gap:12px;flex-wrap:wrap}.thumbs figure{margin:0;text-align:center;font-size:12px}
 .thumbs img{width:128px;height:auto;border:3px solid #b00020;border-radius:4px;display:block}
+.reasons{border:1px solid #ddd;border-top:none;border-radius:0 0 8px 8px;padding:8px 20px;font-size:14px}
+.reasons ul{margin:4px 0 6px;padding-left:20px}
 .warn{background:#fff6db;border-left:4px solid #e0a800;padding:6px 10px;margin:4px 0;font-size:14px}
 .timeline{width:100%;border:1px solid #eee}
 code,pre{font-family:Menlo,Consolas,monospace;font-size:12px}pre{background:#f7f7f7;padding:8px;overflow:auto}
@@ -195,6 +197,20 @@ def _fmt(x, nd=3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+def _reasons_html(d: dict) -> str:
+    """Why the verdict is what it is (``verdict_reasons``), right under the verdict, and the rule."""
+    reasons = d.get("verdict_reasons") or []
+    if not reasons:
+        return ""
+    from avdetect.report.model import DOMAIN_REASON_CODES
+
+    outside = d["verdict"] == "unknown" and any(r["code"] in DOMAIN_REASON_CODES for r in reasons)
+    head = "Outside the model's domain, so no verdict:" if outside else f"Why {d['verdict']}:"
+    items = "".join(f"<li><b>{_e(r['code'])}</b>: {_e(r['message'])}</li>" for r in reasons)
+    rule = f"<div class='muted'>Verdict rule: {_e(d['verdict_rule'])}.</div>" if d.get("verdict_rule") else ""
+    return f"<div class='reasons'><b>{_e(head)}</b><ul>{items}</ul>{rule}</div>"
+
+
 def render_html(d: dict) -> str:
     """The whole page as a string (see the module docstring)."""
     prov = d["provenance"]
@@ -215,6 +231,7 @@ def render_html(d: dict) -> str:
         f"<div class='kv'>flagged segments<br><b>{len(d['segments'])}</b></div>",
         f"<div class='kv'>face coverage<br><b>{d['face_coverage']:.0%}</b></div>",
         "</div>",
+        _reasons_html(d),
         f"<p>{_e(d.get('explanation', ''))}</p>",
     ]
     if d["warnings"]:

@@ -20,6 +20,9 @@ VERDICTS = ("fake", "real", "unknown")
 MODALITY_VERDICTS = ("fake", "real", "unknown")
 SEGMENT_MODALITIES = ("visual", "audio", "audio-visual")
 TRACK_NAMES = ("visual", "audio", "fused", "sync")
+#: ``VerdictReason`` codes that put a file outside the checkpoint's domain (:mod:`avdetect.domain`).
+DOMAIN_REASON_CODES = ("audio_only", "no_audio", "no_face", "low_face_coverage", "small_face", "small_face_in_frame",
+                       "still_video", "several_faces", "no_speech")
 
 
 @dataclass
@@ -61,6 +64,22 @@ class QualityWarning:
 
     code: str
     message: str
+
+
+@dataclass
+class VerdictReason:
+    """Why the verdict is what it is, in plain words with the measured value.
+
+    ``code`` is stable, for tools: the domain checks of :mod:`avdetect.domain` (``audio_only``,
+    ``no_audio``, ``no_face``, ``low_face_coverage``, ``small_face``, ``small_face_in_frame``,
+    ``still_video``, ``several_faces``, ``no_speech``), then ``stream_not_examined``,
+    ``model_score``, ``flagged_segments``, ``strong_evidence`` and ``nothing_found`` (see
+    :data:`avdetect.api.VERDICT_RULE`). ``brief``: a few words for one-line summaries.
+    """
+
+    code: str
+    message: str
+    brief: str = ""
 
 
 @dataclass
@@ -148,13 +167,17 @@ class DetectionReport:
     schema_version: str = SCHEMA_VERSION
     explanation: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    verdict_reasons: list[VerdictReason] = field(default_factory=list)  # why this verdict (see VerdictReason)
+    verdict_rule: str = ""  # the rule that turned scores, evidence and domain checks into the verdict
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict following the schema (what every writer reads)."""
         d = asdict(self)
-        # the version first, for humans reading the JSON
-        return {"schema_version": d.pop("schema_version"), **d}
+        # the version first and the reasons beside the verdict, for humans reading the JSON
+        head = {"schema_version": d.pop("schema_version"), "file": d.pop("file"), "verdict": d.pop("verdict"),
+                "verdict_reasons": d.pop("verdict_reasons"), "verdict_rule": d.pop("verdict_rule")}
+        return {**head, **d}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], validate: bool = True) -> "DetectionReport":
@@ -175,6 +198,8 @@ class DetectionReport:
             evidence=[dict(e) for e in d["evidence"]], forensics=dict(d["forensics"]),
             thumbnails=[Thumbnail(**t) for t in d["thumbnails"]], provenance=Provenance(**d["provenance"]),
             schema_version=d["schema_version"], explanation=d.get("explanation", ""), extra=dict(d.get("extra", {})),
+            verdict_reasons=[VerdictReason(**r) for r in d.get("verdict_reasons", [])],
+            verdict_rule=d.get("verdict_rule", ""),
         )
 
     # ------------------------------------------------------------------ conveniences
@@ -186,11 +211,23 @@ class DetectionReport:
         """Flagged segments as ``[start_s, end_s, score, modality]`` rows."""
         return [s.as_row() for s in self.segments]
 
+    def verdict_text(self) -> str:
+        """The verdict in capitals with its reasons' briefs unless it is ``real``, e.g.
+        ``UNKNOWN (outside the model's domain: small face 31 px)``."""
+        text = self.verdict.upper()
+        if self.verdict == "real" or not self.verdict_reasons:
+            return text
+        briefs = [r.brief or r.code.replace("_", " ") for r in self.verdict_reasons]
+        if self.verdict == "unknown" and any(r.code in DOMAIN_REASON_CODES for r in self.verdict_reasons):
+            return f"{text} (outside the model's domain: {'; '.join(briefs)})"
+        return f"{text} ({'; '.join(briefs)})"
+
     def summary(self) -> str:
-        """One line: file, verdict, probability, segments (and the checkpoint's caveat, if any)."""
+        """One line: file, verdict (with its reasons, see :meth:`verdict_text`), probability,
+        segments (and the checkpoint's caveat, if any)."""
         segs = ", ".join(f"{s.start_s:.2f}-{s.end_s:.2f}s {s.modality} {s.score:.2f}" for s in self.segments[:5])
         more = f" (+{len(self.segments) - 5} more)" if len(self.segments) > 5 else ""
-        line = (f"{self.file}: {self.verdict.upper()} p(fake)={self.fake_probability:.3f} "
+        line = (f"{self.file}: {self.verdict_text()} p(fake)={self.fake_probability:.3f} "
                 f"(threshold {self.threshold:.2f}); visual {self.visual.verdict}, audio {self.audio.verdict}; "
                 f"{len(self.segments)} segment(s){': ' + segs + more if segs else ''}")
         caveat = next((w.message for w in self.warnings if w.code == "checkpoint_domain"), None)
