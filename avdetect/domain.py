@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, fields
 
+import cv2
 import numpy as np
 
 from avdetect.report.model import VerdictReason
@@ -224,8 +225,6 @@ def _aligned_difference(g0: np.ndarray, box0: np.ndarray, g1: np.ndarray, box1: 
     """Mean absolute grey-level difference between crop ``g0`` and crop ``g1`` warped onto the
     image region of ``g0`` (so that the tracker's box moving over a still picture is no motion),
     over the crop's interior (``margin`` px from the edges left out)."""
-    import cv2
-
     size = g0.shape[0]
     a0, b0, a2, b2 = _snapped(box0)
     c0, d0, c2, d2 = _snapped(box1)
@@ -255,7 +254,7 @@ class DomainMeter:
         # mouth motion per frame (NaN where the frame or its predecessor has no face)
         self._motion = np.full(self.n, np.nan, np.float32)
         self._mouth_done = 0
-        self._last_mouth: np.ndarray | None = None  # mouth of frame _mouth_done - 1 (None: no face there)
+        self._last_mouth: tuple | None = None  # (grey crop, mouth box) of frame _mouth_done - 1; None: no face
         # speech features
         self._gate = None
         self._speech_notes: list[str] = []
@@ -285,8 +284,6 @@ class DomainMeter:
         if lo >= start + len(valid):
             return
         k = lo - start
-        import cv2
-
         grey = np.asarray(mouth[k:], np.float32) @ np.float32([0.299, 0.587, 0.114])  # (m, S, S)
         # a light blur: resampling differences between two crops of one picture are fine detail
         grey = [cv2.GaussianBlur(g, (0, 0), MOTION_BLUR_SIGMA) for g in grey]
