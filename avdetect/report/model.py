@@ -73,7 +73,8 @@ class VerdictReason:
     ``code`` is stable, for tools: the domain checks of :mod:`avdetect.domain` (``audio_only``,
     ``no_audio``, ``no_face``, ``low_face_coverage``, ``small_face``, ``small_face_in_frame``,
     ``still_video``, ``several_faces``, ``no_speech``), then ``stream_not_examined``,
-    ``model_score``, ``flagged_segments``, ``strong_evidence`` and ``nothing_found`` (see
+    ``model_score``, ``flagged_segments``, ``strong_evidence`` (evidence agreeing with the model),
+    ``evidence_unconfirmed`` (strong evidence the model does not confirm: unknown) and ``nothing_found`` (see
     :data:`avdetect.api.VERDICT_RULE`). ``brief``: a few words for one-line summaries.
     """
 
