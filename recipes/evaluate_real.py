@@ -16,6 +16,14 @@ For each checkpoint it runs the whole ``detect`` (faces, model, evidence, verdic
   every real test clip, and how many get verdict ``fake``.
 
 Writes ``detections.jsonl`` per checkpoint and ``summary.json`` / ``summary.md`` for all.
+
+``--calibrate`` (one checkpoint) first sets the checkpoint's decision threshold on real footage:
+it runs ``detect`` on the untouched real clips of the ``dev`` split (and on their re-encoded
+copies in ``--forged-dev``), finds for each clip the lowest threshold at which it would be
+accused (its ``fake_probability``, or the mean fused score of its best-scoring proposal, which
+would be flagged as a segment), and writes the highest of these plus ``--margin`` to
+``calibration.json``: no dev real clip is accused at the shipped threshold. With a handful of
+dev clips that bounds the false-alarm rate on real footage only loosely; the test split says more.
 """
 from __future__ import annotations
 
@@ -105,6 +113,45 @@ def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
     return rows
 
 
+def accusation_threshold(report: dict) -> float:
+    """The lowest threshold at which ``detect`` would accuse this clip (verdict from the clip
+    score, or a flagged segment: a proposal whose frames' mean fused p(fake) reaches it)."""
+    fused = np.array([np.nan if v is None else v for v in report["tracks"]["fused"]], float)
+    best = float(report["fake_probability"])
+    for _, a, b in report["proposals"].get("fused", []):
+        i, j = int(round(a * 25)), max(int(round(a * 25)) + 1, int(round(b * 25)))
+        seg = fused[i:j]
+        if np.isfinite(seg).any() and (j - i) >= 5:  # detect flags segments of 0.2 s and more
+            best = max(best, float(np.nanmean(seg)))
+    return best
+
+
+def calibrate(ckpt: str, args) -> dict:
+    """Threshold from untouched (and re-encoded) real dev clips; written to calibration.json."""
+    from avdetect.api import CALIBRATION_FILE, Detector, resolve_checkpoint
+    from avdetect.forge.corpus import split_sources
+
+    folder = resolve_checkpoint(ckpt)
+    det = Detector.from_pretrained(folder, device="cpu", threshold=0.99, forensics=False, thumbnails=False)
+    paths = [s.path for s in split_sources(args.split_file, args.base, splits=("dev",))]
+    if args.forged_dev:
+        info = json.loads((Path(args.forged_dev) / "forge_info.json").read_text(encoding="utf-8"))
+        paths += [str(Path(args.forged_dev) / f["file"]) for f in info["files"] if f["family"] == "real"]
+    per_clip = {p: round(accusation_threshold(det.detect(p).to_dict()), 4) for p in paths}
+    worst = max(per_clip.values())
+    thr = round(float(min(0.95, max(0.05, worst + args.margin))), 4)
+    path = folder / CALIBRATION_FILE
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    data = {**old, "threshold": thr,
+            "method": (f"lowest threshold at which none of {len(paths)} real dev clips ({len(set(map(lambda p: Path(p).stem, paths)))} "
+                       f"untouched clips of the dev people and their re-encoded copies) is accused (highest clip value "
+                       f"{worst:.4f}) plus a margin of {args.margin}; written by recipes/evaluate_real.py --calibrate"),
+            "dev_real_values": {Path(p).name if "/real/" not in p else "reencoded/" + Path(p).name: v
+                                for p, v in per_clip.items()}}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return data
+
+
 def summarise(rows: list[dict]) -> dict:
     from avdetect.metrics import PROTOCOLS, localization_metrics, roc_auc
 
@@ -187,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dev-fakes", help="a folder of generated talking heads (file names start with the generator)")
     p.add_argument("--no-trim", dest="trim", action="store_false", help="skip the leading-silence-trimmed run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--calibrate", action="store_true", help="first set the (one) checkpoint's threshold on the real "
+                   "dev clips and write its calibration.json")
+    p.add_argument("--forged-dev", help="with --calibrate: an `avdetect forge` folder of the dev people (its real "
+                   "copies count as real dev clips too)")
+    p.add_argument("--margin", type=float, default=0.02, help="with --calibrate: added to the highest dev value")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -196,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     summaries = {}
     try:
+        if args.calibrate:
+            if len(args.checkpoint) != 1:
+                print("evaluate_real: error: --calibrate takes one checkpoint", file=sys.stderr)
+                return 2
+            cal = calibrate(args.checkpoint[0], args)
+            print(f"threshold {cal['threshold']}: {cal['method']}")
         for ck in args.checkpoint:
             name = Path(ck).name
             folder = out / name
