@@ -52,7 +52,9 @@ accusation of a real video is the worst output this tool can give, so a verdict 
   strength 0.97; a presenter video, an audio splice of 0.87), so evidence alone would accuse real
   footage. Whole-file facts (``container``, ``audio_bandwidth``, ``blinks``, ``sync_offset``) and
   ``face_track_jump`` (a cut as often as an edit) never change the verdict. ``real`` if none of
-  that and every stream present was examined; else ``unknown``.
+  that, every stream present was examined and p(fake) is below the checkpoint's ``real_below``
+  (its calibration.json; default the threshold): a weak checkpoint whose real and forged dev
+  clips overlap in score says ``unknown`` ("model uncertain") between the two; else ``unknown``.
 
 The reasons, each ``{code, message, brief}`` in plain words with the measured value, are the
 report's ``verdict_reasons`` (see :class:`avdetect.report.model.VerdictReason`); what was
@@ -86,8 +88,11 @@ from avdetect.timegrid import FPS, SAMPLES_PER_FRAME, frame_to_sample, frames_to
 
 log = logging.getLogger(__name__)
 
-#: Name of the checkpoint ``detect`` uses by default (trained on the synthetic benchmark).
-DEFAULT_CHECKPOINT_NAME = "avdetect-small-synth"
+#: Name of the checkpoint ``detect`` uses by default: trained on real talking-head footage and
+#: forgeries made from it (``recipes/configs/realfaces.yaml``), calibrated on real dev clips.
+DEFAULT_CHECKPOINT_NAME = "avdetect-small-real"
+#: The checkpoint trained on the synthetic benchmark only (the demo's clips are synthetic).
+SYNTHETIC_CHECKPOINT_NAME = "avdetect-small-synth"
 #: Environment variable that overrides the default checkpoint folder.
 CHECKPOINT_ENV = "AVDETECT_CHECKPOINT"
 
@@ -95,8 +100,8 @@ MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was
 LOW_RES_SIDE = 240  # source videos whose shorter side is below this get a warning
 SMALL_FACE_FRAC = 0.08  # main face height below this fraction of the frame: warning
 
-#: Evidence kinds whose items have a time span and point at a manipulation there (their strength
-#: can make an in-domain file fake; see the module docstring).
+#: Evidence kinds whose items have a time span and point at a manipulation there (a strong one
+#: the model does not confirm makes an in-domain verdict unknown; see the module docstring).
 SPAN_EVIDENCE_KINDS = ("sync_span", "audio_splice", "visual_change")
 #: Strength at or above which such an item makes an in-domain file fake.
 STRONG_EVIDENCE = 0.7
@@ -106,7 +111,8 @@ VERDICT_RULE = (
     "then no segment is flagged and the model's proposals are kept for reference only); otherwise fake if the "
     "model's p(fake) reaches the threshold or a segment is flagged; otherwise unknown if a training-free evidence "
     f"item with a time span ({', '.join(SPAN_EVIDENCE_KINDS)}) has strength >= {STRONG_EVIDENCE:g} (evidence alone "
-    "never makes a file fake); otherwise real if every stream present was examined; otherwise unknown"
+    "never makes a file fake); otherwise real if every stream present was examined and p(fake) is below the "
+    "checkpoint's real_below (default: the threshold); otherwise unknown"
 )
 
 
@@ -164,7 +170,7 @@ def resolve_checkpoint(checkpoint: str | Path | None = None) -> Path:
         if checkpoint is None:
             raise CheckpointNotFoundError(
                 f"the default checkpoint {DEFAULT_CHECKPOINT_NAME} is not installed here: train it with "
-                f"`python recipes/train.py --config recipes/configs/synthetic.yaml` and put it in that folder, "
+                f"`python recipes/train.py --config recipes/configs/realfaces.yaml` and put it in that folder, "
                 f"set ${CHECKPOINT_ENV}, or pass a checkpoint folder (--checkpoint DIR)", path)
         raise CheckpointNotFoundError("checkpoint folder does not exist", path)
     return path
@@ -175,6 +181,9 @@ class DetectOptions:
     """Parameters of one detection run (all recorded in the report's provenance).
 
     threshold: probability at or above which the file, a stream or a segment counts as fake.
+    real_below: the verdict is ``real`` only when p(fake) is below this (None: below ``threshold``);
+        between the two it is ``unknown`` ("the model cannot tell"). A checkpoint sets it in its
+        calibration.json where real and forged dev clips overlap in score (a weak model).
     hop: frames between window starts (None: three quarters of the model's window, so neighbouring
         windows overlap by a quarter, which :class:`TrackStitcher` cross-fades).
     max_side: longer side of decoded frames (faces are tracked and cropped at this size).
@@ -193,6 +202,7 @@ class DetectOptions:
     """
 
     threshold: float = 0.5
+    real_below: float | None = None
     hop: int | None = None
     max_side: int = 640
     min_face_coverage: float = 0.1
@@ -209,6 +219,8 @@ class DetectOptions:
     def validate(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.real_below is not None and not 0.0 < self.real_below < 1.0:
+            raise ConfigError(f"real_below must be in (0, 1), got {self.real_below}")
         if self.hop is not None and self.hop < 1:
             raise ConfigError(f"hop must be >= 1 frame, got {self.hop}")
         if self.max_side < 64:
@@ -445,9 +457,17 @@ def read_calibration(folder: Path) -> dict | None:
         domain = Domain.from_dict(data.get("domain"))
     except ValueError as err:
         raise CheckpointError(f"{CALIBRATION_FILE}: malformed domain: {err}", f) from err
+    real_below = data.get("real_below")
+    if real_below is not None:
+        try:
+            real_below = float(real_below)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{CALIBRATION_FILE}: real_below must be a number: {err}", f) from err
+        if not 0.0 < real_below <= value:
+            raise CheckpointError(f"{CALIBRATION_FILE}: real_below must be in (0, threshold], got {real_below}", f)
     warning = data.get("warning")
     return {"threshold": value, "method": str(data.get("method", "")), "warning": str(warning) if warning else None,
-            "domain": domain}
+            "domain": domain, "real_below": real_below}
 
 
 # ---------------------------------------------------------------------------------------
@@ -471,7 +491,8 @@ def strong_span_evidence(evidence: list[dict], strong: float = STRONG_EVIDENCE) 
 
 
 def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: list[dict],
-                   domain_reasons: list[VerdictReason], unexamined: list[str] = ()) -> Verdict:
+                   domain_reasons: list[VerdictReason], unexamined: list[str] = (),
+                   real_below: float | None = None) -> Verdict:
     """The verdict rule (:data:`VERDICT_RULE`; module docstring) on what detection found.
 
     Args:
@@ -483,6 +504,7 @@ def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: li
             ``strength``, ``explanation``).
         domain_reasons: failed domain checks (:func:`avdetect.domain.check_domain`); any -> unknown.
         unexamined: one note per stream present in the file that could not be examined.
+        real_below: ``real`` only below this p(fake) (None: the threshold); between the two: unknown.
     """
     if domain_reasons:
         return Verdict("unknown", list(domain_reasons), in_domain=False)
@@ -519,6 +541,12 @@ def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: li
         return Verdict("unknown", [VerdictReason(
             "stream_not_examined", "; ".join(unexamined) + ": a stream present in the file could not be examined, so "
                                                            "'real' cannot be claimed", "a stream was not examined")],
+            in_domain=True)
+    if real_below is not None and p_fake >= min(real_below, threshold):
+        return Verdict("unknown", [VerdictReason(
+            "model_uncertain", f"the model's p(fake) {p_fake:.3f} is below the threshold {threshold:.2f} but not below "
+                               f"{real_below:.2f}, the score under which this checkpoint's real and forged dev clips "
+                               "separate: it cannot tell real from fake here", f"model uncertain, p(fake) {p_fake:.2f}")],
             in_domain=True)
     return Verdict("real", [VerdictReason(
         "nothing_found", f"inside the checkpoint's domain, the model's p(fake) {p_fake:.3f} is below the threshold "
@@ -578,7 +606,8 @@ class Detector:
         opts = options or DetectOptions()
         calibration = read_calibration(folder)
         if options is None and "threshold" not in option_overrides and calibration is not None:
-            opts = replace(opts, threshold=calibration["threshold"])  # the checkpoint's operating point
+            opts = replace(opts, threshold=calibration["threshold"],  # the checkpoint's operating point
+                           real_below=calibration.get("real_below"))
         if option_overrides:
             opts = replace(opts, **option_overrides)
         return cls(model, checkpoint=folder, device=device, options=opts,
@@ -630,6 +659,7 @@ class Detector:
 
         stitch = {k: TrackStitcher(n, taper=max(1, window // 4)) for k in ("visual", "audio", "fused", "sync")}
         clip_probs: list[float] = []
+        clip_weights: list[int] = []  # frames of the clip in each window
         cat_probs: list[np.ndarray] = []
         centre = int(cfg.sync.max_offset)
         t_model = 0.0
@@ -693,6 +723,7 @@ class Detector:
                 stitch["sync"].add(s, ScoreTrack(frame=(1.0 - sync_p).cpu().numpy()))
                 if bool(out.frame_mask[0].any()):
                     clip_probs.append(float(torch.sigmoid(out.clip_logits[0].float())))
+                    clip_weights.append(length)
                     cat_probs.append(torch.softmax(out.category_logits[0].float(), dim=-1).cpu().numpy())
                 bar.update(e - done_to if e > done_to else 0)
                 done_to = max(done_to, e)
@@ -739,7 +770,11 @@ class Detector:
         a_score = _moving_max(tracks["audio"].frame, audio_mask_all, width) if has_audio else None
         visual = self._modality("visual", has_video, visual_ok, v_score, thr, coverage)
         audio_res = self._modality("audio", has_audio, has_audio, a_score, thr, coverage)
-        p_clip = max(clip_probs) if clip_probs else 0.0
+        # the clip probability: the windows' clip probabilities averaged, weighted by their frames (as
+        # data/predict.py computes it for validation and calibration); a maximum over windows would
+        # rise with the video's length alone (more windows, more chances), and long real videos
+        # would cross a threshold set on short ones
+        p_clip = float(np.average(clip_probs, weights=clip_weights)) if clip_probs else 0.0
         p_seg = max((s.visual_score if s.modality == "visual" else s.audio_score if s.modality == "audio"
                      else max(s.visual_score or 0.0, s.audio_score or 0.0)) or 0.0 for s in segments) if segments else 0.0
         # every judged stream counts: a stream verdict "fake" makes the file fake
@@ -760,7 +795,7 @@ class Detector:
             stages["forensic_face_features"] = face_feats.seconds  # done while faces streamed past
 
         # ---------------------------------------------------------------- verdict
-        decision = decide_verdict(p_fake, thr, segments, evidence, domain_reasons, unexamined)
+        decision = decide_verdict(p_fake, thr, segments, evidence, domain_reasons, unexamined, real_below=opts.real_below)
         if not decision.in_domain:  # no accusation outside the domain: proposals stay, nothing is flagged
             segments = []
             visual, audio_res = (_out_of_domain(m) for m in (visual, audio_res))

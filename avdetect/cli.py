@@ -241,11 +241,13 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args) -> int:
     from pathlib import Path
 
-    from avdetect.api import Detector, resolve_checkpoint
+    from avdetect.api import SYNTHETIC_CHECKPOINT_NAME, Detector, resolve_checkpoint
     from avdetect.report import write_reports
     from avdetect.synth import ClipSpec, Manipulation, render_clip
 
-    resolve_checkpoint(args.checkpoint)  # fail before rendering when there is no model
+    # the demo clip is synthetic: the synthetic checkpoint is the one trained on such clips
+    checkpoint = args.checkpoint or SYNTHETIC_CHECKPOINT_NAME
+    resolve_checkpoint(checkpoint)  # fail before rendering when there is no model
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clip = out / "demo.mp4"
@@ -254,7 +256,7 @@ def _run_demo(args) -> int:
     truth = render_clip(clip, spec)
     (out / "truth.json").write_text(json.dumps(truth.to_dict(), indent=1) + "\n", encoding="utf-8")
     print(f"rendered {clip}: {truth.modify_type}, manipulated {truth.fake_segments} s")
-    detector = Detector.from_pretrained(args.checkpoint, device=args.device, **_detect_options(args))
+    detector = Detector.from_pretrained(checkpoint, device=args.device, **_detect_options(args))
     report = detector.detect(clip, quiet=args.quiet)
     written = write_reports(report, json=out / "report.json", html=out / "report.html", vtt=out / "report.vtt",
                             csv=out / "report.csv")

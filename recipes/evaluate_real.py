@@ -126,6 +126,16 @@ def accusation_threshold(report: dict) -> float:
     return best
 
 
+def _variant(path: str, out: Path, vf: str | None, crf: int) -> str:
+    from avdetect.media import ffmpeg_exe
+
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", path]
+    cmd += (["-vf", vf] if vf else []) + ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1",
+                                          "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return str(out)
+
+
 def calibrate(ckpt: str, args) -> dict:
     """Threshold from untouched (and re-encoded) real dev clips; written to calibration.json."""
     from avdetect.api import CALIBRATION_FILE, Detector, resolve_checkpoint
@@ -134,20 +144,40 @@ def calibrate(ckpt: str, args) -> dict:
     folder = resolve_checkpoint(ckpt)
     det = Detector.from_pretrained(folder, device="cpu", threshold=0.99, forensics=False, thumbnails=False)
     paths = [s.path for s in split_sources(args.split_file, args.base, splits=("dev",))]
+    n_untouched = len(paths)
     if args.forged_dev:
         info = json.loads((Path(args.forged_dev) / "forge_info.json").read_text(encoding="utf-8"))
         paths += [str(Path(args.forged_dev) / f["file"]) for f in info["files"] if f["family"] == "real"]
-    per_clip = {p: round(accusation_threshold(det.detect(p).to_dict()), 4) for p in paths}
+    def key(i: int, p: str) -> str:
+        return Path(p).name if i < n_untouched else f"reencoded/{Path(p).name}" if i < len(paths) else f"variant/{Path(p).name}"
+
+    with tempfile.TemporaryDirectory(prefix="avdetect-cal-") as td:
+        variants = []
+        if args.variants:  # the dev people's footage as users also meet it: compressed hard, half size
+            for p in paths[:n_untouched]:
+                for tag, vf, crf in (("crf32", None, 32), ("half", "scale=trunc(iw/4)*2:trunc(ih/4)*2", 23)):
+                    variants.append(_variant(p, Path(td) / f"{tag}_{Path(p).stem}.mp4", vf, crf))
+        per_clip = {key(i, p): round(accusation_threshold(det.detect(p).to_dict()), 4)
+                    for i, p in enumerate(paths + variants)}
     worst = max(per_clip.values())
     thr = round(float(min(0.95, max(0.05, worst + args.margin))), 4)
+    real_below = None
+    if args.forged_dev:  # 'real' only where few forgeries of the dev people score lower
+        fakes = [str(Path(args.forged_dev) / f["file"]) for f in info["files"] if f["family"] != "real"]
+        fake_p = [float(det.detect(p).fake_probability) for p in fakes]
+        real_below = round(float(min(thr, np.quantile(fake_p, args.miss_rate))), 4)
     path = folder / CALIBRATION_FILE
     old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     data = {**old, "threshold": thr,
-            "method": (f"lowest threshold at which none of {len(paths)} real dev clips ({len(set(map(lambda p: Path(p).stem, paths)))} "
-                       f"untouched clips of the dev people and their re-encoded copies) is accused (highest clip value "
-                       f"{worst:.4f}) plus a margin of {args.margin}; written by recipes/evaluate_real.py --calibrate"),
-            "dev_real_values": {Path(p).name if "/real/" not in p else "reencoded/" + Path(p).name: v
-                                for p, v in per_clip.items()}}
+            "method": (f"lowest threshold at which none of {len(per_clip)} real dev clips is accused ({n_untouched} untouched "
+                       f"clips of the dev people, {len(paths) - n_untouched} re-encoded copies, {len(per_clip) - len(paths)} "
+                       f"copies compressed at crf 32 or halved in size; highest clip value {worst:.4f}) plus a margin of "
+                       f"{args.margin}; written by recipes/evaluate_real.py --calibrate"),
+            "dev_real_values": per_clip}
+    if real_below is not None:
+        data["real_below"] = real_below
+        data["real_below_method"] = (f"the {args.miss_rate:.0%} quantile of p(fake) over {len(fake_p)} forged dev clips "
+                                     f"(avdetect forge, every family): 'real' is claimed only below it")
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data
 
@@ -239,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forged-dev", help="with --calibrate: an `avdetect forge` folder of the dev people (its real "
                    "copies count as real dev clips too)")
     p.add_argument("--margin", type=float, default=0.02, help="with --calibrate: added to the highest dev value")
+    p.add_argument("--miss-rate", type=float, default=0.1, help="with --calibrate and --forged-dev: real_below is "
+                   "this quantile of the forged dev clips' p(fake) (default 0.1)")
+    p.add_argument("--no-variants", dest="variants", action="store_false", help="with --calibrate: do not add "
+                   "compressed (crf 32) and half-size copies of the untouched dev clips")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -254,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             cal = calibrate(args.checkpoint[0], args)
             print(f"threshold {cal['threshold']}: {cal['method']}")
+            if "real_below" in cal:
+                print(f"real_below {cal['real_below']}: {cal['real_below_method']}")
         for ck in args.checkpoint:
             name = Path(ck).name
             folder = out / name

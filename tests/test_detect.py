@@ -296,14 +296,14 @@ def test_missing_default_checkpoint(monkeypatch, tmp_path):
     from avdetect.errors import CheckpointNotFoundError
 
     monkeypatch.setenv("AVDETECT_CHECKPOINT", str(tmp_path / "nowhere"))
-    with pytest.raises(CheckpointNotFoundError, match="default checkpoint avdetect-small-synth"):
+    with pytest.raises(CheckpointNotFoundError, match="default checkpoint avdetect-small-real"):
         avdetect.detect(tmp_path / "x.mp4")
     monkeypatch.delenv("AVDETECT_CHECKPOINT")
     from avdetect.api import default_checkpoint_dir
 
     # in a checkout, the package's _checkpoints link leads to the top-level checkpoints/ folder
-    assert default_checkpoint_dir() == ROOT / "avdetect" / "_checkpoints" / "avdetect-small-synth"
-    assert default_checkpoint_dir().resolve() == (ROOT / "checkpoints" / "avdetect-small-synth").resolve()
+    assert default_checkpoint_dir() == ROOT / "avdetect" / "_checkpoints" / "avdetect-small-real"
+    assert default_checkpoint_dir().resolve() == (ROOT / "checkpoints" / "avdetect-small-real").resolve()
     assert (default_checkpoint_dir() / "model.safetensors").is_file()
 
 
@@ -321,13 +321,16 @@ def test_wheel_ships_the_default_checkpoint(tmp_path):
                         str(wheel)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     code = ("import avdetect.api as a, json; d = a.default_checkpoint_dir(); det = a.Detector.from_pretrained(None, "
-            "device='cpu'); print(json.dumps([str(d), det.options.threshold, det.model.config.name]))")
+            "device='cpu'); s = a.Detector.from_pretrained('avdetect-small-synth', device='cpu'); "
+            "print(json.dumps([str(d), det.options.threshold, det.model.config.name, s.options.threshold]))")
     env = {k: v for k, v in os.environ.items() if k != "AVDETECT_CHECKPOINT"}
     env["PYTHONPATH"] = str(tmp_path / "site")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    where, threshold, name = json.loads(r.stdout.strip().splitlines()[-1])
-    assert where.startswith(str(tmp_path / "site")) and threshold == 0.6 and name == "avdetect-small"
+    where, threshold, name, synth_threshold = json.loads(r.stdout.strip().splitlines()[-1])
+    shipped = json.loads((ROOT / "checkpoints" / "avdetect-small-real" / "calibration.json").read_text())["threshold"]
+    assert where.startswith(str(tmp_path / "site")) and threshold == shipped and name == "avdetect-small"
+    assert synth_threshold == 0.6  # the synthetic checkpoint ships too, by name
 
 
 def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip, monkeypatch):
@@ -631,16 +634,16 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
     assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
 
 
-def test_shipped_checkpoint_localises_audio_fakes_and_spares_real_clips(tmp_path):
-    """The default checkpoint (synthetic-only) on clips it never saw: replaced-audio spans are
+def test_synthetic_checkpoint_localises_audio_fakes_and_spares_real_clips(tmp_path):
+    """The synthetic-only checkpoint on synthetic clips it never saw: replaced-audio spans are
     flagged where they are, a real clip gets no segment, and every report carries its caveat.
     (It does not find video-only fakes: see checkpoints/avdetect-small-synth/MODEL_CARD.md.)"""
-    from avdetect.api import Detector, default_checkpoint_dir
+    from avdetect.api import SYNTHETIC_CHECKPOINT_NAME, Detector, resolve_checkpoint
     from avdetect.synth import ClipSpec, Manipulation, render_clip
 
-    if not (default_checkpoint_dir() / "model.safetensors").is_file():
+    if not (resolve_checkpoint(SYNTHETIC_CHECKPOINT_NAME) / "model.safetensors").is_file():
         pytest.skip("no shipped checkpoint")
-    det = Detector.from_pretrained(None, device="cpu")
+    det = Detector.from_pretrained(SYNTHETIC_CHECKPOINT_NAME, device="cpu")
 
     def iou(a, b):
         return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) / (max(a[1], b[1]) - min(a[0], b[0]))

@@ -585,3 +585,29 @@ def test_strong_span_evidence_makes_an_in_domain_clip_unknown(checkpoint, base_c
     assert [x.code for x in r.verdict_reasons] == (["evidence_unconfirmed"] if verdict == "unknown" else ["nothing_found"])
     if verdict == "unknown":
         assert "sync span 1.00-2.00 s, strength 0.80" in r.summary() and r.segments == []
+
+
+def test_rule_real_only_below_real_below():
+    """A checkpoint whose real and forged dev clips overlap in score claims 'real' only below its
+    real_below; between that and the threshold the model cannot tell: unknown."""
+    from avdetect.api import decide_verdict
+
+    assert decide_verdict(0.5, 0.8, [], [], [], real_below=0.6).verdict == "real"
+    v = decide_verdict(0.7, 0.8, [], [], [], real_below=0.6)
+    assert v.verdict == "unknown" and v.in_domain and [r.code for r in v.reasons] == ["model_uncertain"]
+    assert decide_verdict(0.7, 0.8, [], [], []).verdict == "real"  # without real_below: the threshold
+    assert decide_verdict(0.85, 0.8, [], [], [], real_below=0.6).verdict == "fake"
+
+
+def test_calibration_real_below_is_read_and_checked(tmp_path):
+    import json
+
+    from avdetect.api import read_calibration
+    from avdetect.errors import CheckpointError
+
+    (tmp_path / "calibration.json").write_text(json.dumps({"threshold": 0.8, "real_below": 0.6}))
+    assert read_calibration(tmp_path)["real_below"] == 0.6
+    for bad in (0.9, "x", 0):
+        (tmp_path / "calibration.json").write_text(json.dumps({"threshold": 0.8, "real_below": bad}))
+        with pytest.raises(CheckpointError, match="real_below"):
+            read_calibration(tmp_path)

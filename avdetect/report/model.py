@@ -74,7 +74,8 @@ class VerdictReason:
     ``no_audio``, ``no_face``, ``low_face_coverage``, ``small_face``, ``small_face_in_frame``,
     ``still_video``, ``several_faces``, ``no_speech``), then ``stream_not_examined``,
     ``model_score``, ``flagged_segments``, ``strong_evidence`` (evidence agreeing with the model),
-    ``evidence_unconfirmed`` (strong evidence the model does not confirm: unknown) and ``nothing_found`` (see
+    ``evidence_unconfirmed`` (strong evidence the model does not confirm: unknown), ``model_uncertain``
+    (p(fake) between the checkpoint's ``real_below`` and its threshold: unknown) and ``nothing_found`` (see
     :data:`avdetect.api.VERDICT_RULE`). ``brief``: a few words for one-line summaries.
     """
 
