@@ -768,8 +768,8 @@ class Detector:
         thr = opts.threshold
         v_score = _moving_max(tracks["visual"].frame, vmask_all, width) if visual_ok else None
         a_score = _moving_max(tracks["audio"].frame, audio_mask_all, width) if has_audio else None
-        visual = self._modality("visual", has_video, visual_ok, v_score, thr, coverage)
-        audio_res = self._modality("audio", has_audio, has_audio, a_score, thr, coverage)
+        visual = self._modality("visual", has_video, visual_ok, v_score, thr, coverage, opts.real_below)
+        audio_res = self._modality("audio", has_audio, has_audio, a_score, thr, coverage, opts.real_below)
         # the clip probability: the windows' clip probabilities averaged, weighted by their frames (as
         # data/predict.py computes it for validation and calibration); a maximum over windows would
         # rise with the video's length alone (more windows, more chances), and long real videos
@@ -905,7 +905,7 @@ class Detector:
 
     @staticmethod
     def _modality(name: str, present: bool, judged: bool, score: float | None, thr: float,
-                  coverage: float) -> ModalityResult:
+                  coverage: float, real_below: float | None = None) -> ModalityResult:
         if not present:
             note = "the file has no audio stream: audio branch skipped" if name == "audio" else \
                 "the file has no video stream: visual branch skipped"
@@ -914,7 +914,12 @@ class Detector:
             return ModalityResult(True, None, "unknown",
                                   f"a face was found in {coverage:.0%} of frames: too few to judge the video")
         note = f"face in {coverage:.0%} of frames" if name == "visual" else ""
-        return ModalityResult(True, _r(score, 4), "fake" if score >= thr else "real", note)
+        if score >= thr:
+            return ModalityResult(True, _r(score, 4), "fake", note)
+        if real_below is not None and score >= min(real_below, thr):
+            return ModalityResult(True, _r(score, 4), "unknown", "; ".join(
+                x for x in (note, f"score between real_below {real_below:.2f} and the threshold: the model cannot tell") if x))
+        return ModalityResult(True, _r(score, 4), "real", note)
 
     @staticmethod
     def _explain(decision: "Verdict", p_fake, thr, visual, audio) -> str:

@@ -611,3 +611,13 @@ def test_calibration_real_below_is_read_and_checked(tmp_path):
         (tmp_path / "calibration.json").write_text(json.dumps({"threshold": 0.8, "real_below": bad}))
         with pytest.raises(CheckpointError, match="real_below"):
             read_calibration(tmp_path)
+
+
+def test_stream_verdicts_follow_real_below():
+    from avdetect.api import Detector
+
+    m = Detector._modality
+    assert m("audio", True, True, 0.5, 0.8, 1.0, 0.6).verdict == "real"
+    assert m("audio", True, True, 0.7, 0.8, 1.0, 0.6).verdict == "unknown"
+    assert m("audio", True, True, 0.9, 0.8, 1.0, 0.6).verdict == "fake"
+    assert m("audio", True, True, 0.7, 0.8, 1.0).verdict == "real"
