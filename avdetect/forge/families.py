@@ -22,7 +22,7 @@ import numpy as np
 
 from avdetect.errors import ConfigError
 from avdetect.forge import ops, tts
-from avdetect.timegrid import FPS, SAMPLES_PER_FRAME, frames_to_seconds
+from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_to_seconds
 
 VISUAL_FAMILIES = ("face_blend", "mouth_rerender")
 AUDIO_FAMILIES = ("voice_swap", "voice_tts", "voice_vocoder", "av_shift")
@@ -114,7 +114,7 @@ def _voice(name: str, wave: np.ndarray, sa: int, sb: int, rng: np.random.Generat
             raise ConfigError("voice_swap needs donor speech from another speaker")
         off = int(rng.integers(0, max(1, len(donor_wave) - n + 1)))
         sp = ops.SpliceParams.sample(rng)
-        return ops.splice(wave, sa, sb, donor_wave[off: off + n], sp, rng), {**ops.params_dict(sp), "donor_offset_s": off / 16000}
+        return ops.splice(wave, sa, sb, donor_wave[off: off + n], sp, rng), {**ops.params_dict(sp), "donor_offset_s": off / SAMPLE_RATE}
     if name == "voice_tts":
         y, info = tts.speech_for(n, rng)
         sp = ops.SpliceParams.sample(rng)
