@@ -47,14 +47,16 @@ logger = logging.getLogger("recipes.evaluate_real")
 GENERATOR_PREFIXES = {"vasa1": "VASA-1", "sadtalker": "SadTalker", "wav2lip": "Wav2Lip"}
 
 
-def _trimmed_copy(path: str, seconds: float, folder: str) -> str:
+def _reencode(path: str, out: Path, crf: int, start_s: float = 0.0, vf: str | None = None) -> str:
+    """``path`` re-encoded (H.264 at ``crf``, AAC) from ``start_s`` on, through filter ``vf``."""
     from avdetect.media import ffmpeg_exe
 
-    out = str(Path(folder) / (Path(path).stem + "_trim.mp4"))
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{seconds:.3f}", "-i", path,
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-threads", "1", "-c:a", "aac", "-b:a", "96k", out]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    cmd += (["-ss", f"{start_s:.3f}"] if start_s > 0 else []) + ["-i", path] + (["-vf", vf] if vf else [])
+    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "96k", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
-    return out
+    return str(out)
 
 
 def _leading_silence_s(path: str) -> float:
@@ -98,7 +100,8 @@ def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
                 if args.trim:
                     lead = _leading_silence_s(path)
                     if lead > 0:
-                        r = _row(det, _trimmed_copy(path, lead, td), **facts)
+                        r = _row(det, _reencode(path, Path(td) / f"{Path(path).stem}_trim.mp4", 16, start_s=lead),
+                                 **facts)
                         r["proposals"] = [[c, a + lead, b + lead] for c, a, b in r.get("proposals", [])]
                     else:
                         r = dict(rows[-1])
@@ -126,16 +129,6 @@ def accusation_threshold(report: dict) -> float:
     return best
 
 
-def _variant(path: str, out: Path, vf: str | None, crf: int) -> str:
-    from avdetect.media import ffmpeg_exe
-
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", path]
-    cmd += (["-vf", vf] if vf else []) + ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1",
-                                          "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
-    return str(out)
-
-
 def calibrate(ckpt: str, args) -> dict:
     """Threshold from untouched (and re-encoded) real dev clips; written to calibration.json."""
     from avdetect.api import CALIBRATION_FILE, Detector, resolve_checkpoint
@@ -156,7 +149,7 @@ def calibrate(ckpt: str, args) -> dict:
         if args.variants:  # the dev people's footage as users also meet it: compressed hard, half size
             for p in paths[:n_untouched]:
                 for tag, vf, crf in (("crf32", None, 32), ("half", "scale=trunc(iw/4)*2:trunc(ih/4)*2", 23)):
-                    variants.append(_variant(p, Path(td) / f"{tag}_{Path(p).stem}.mp4", vf, crf))
+                    variants.append(_reencode(p, Path(td) / f"{tag}_{Path(p).stem}.mp4", crf, vf=vf))
         per_clip = {key(i, p): round(accusation_threshold(det.detect(p).to_dict()), 4)
                     for i, p in enumerate(paths + variants)}
     worst = max(per_clip.values())

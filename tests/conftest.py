@@ -24,6 +24,17 @@ def run_ffmpeg(*args: str) -> None:
         raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (two threads on a loaded 2-core machine are slower)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     if not SAMPLES_DIR.is_dir() or not any(SAMPLES_DIR.iterdir()):

@@ -28,12 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRUE_SEGMENTS = [(1.0, 2.0), (3.6, 4.8)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

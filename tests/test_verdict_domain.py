@@ -23,12 +23,7 @@ REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "realfaces" /
 LOW = 0.01  # a threshold at which the random tiny model calls everything fake
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------

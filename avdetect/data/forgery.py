@@ -21,6 +21,7 @@ import numpy as np
 
 from avdetect.data.dataset import AugmentConfig, WindowDataset, _augment
 from avdetect.errors import ConfigError
+from avdetect.faces.crops import MOUTH_SIZE
 from avdetect.forge import ops
 from avdetect.forge.families import FAMILIES, donor_indices, forge_clip, pick_span, usable_families
 from avdetect.timegrid import FPS, SAMPLES_PER_FRAME
@@ -78,7 +79,7 @@ class ForgeryWindowDataset(WindowDataset):
             raise ConfigError("no forgery family can run here")
         w = np.array([forge.weights[forge.families.index(f)] for f in fams] if forge.weights else [1.0] * len(fams), float)
         self.families, self.family_p = fams, w / w.sum()
-        self.box = ops.face_box_in_mouth_crop(self._crop_size())
+        self.box = ops.face_box_in_mouth_crop(MOUTH_SIZE)
 
     def __len__(self) -> int:
         return len(self.entries) * self.forge.repeats
@@ -95,11 +96,6 @@ class ForgeryWindowDataset(WindowDataset):
 
     def _has_audio(self, clip: int) -> bool:
         return bool(self.cache.records[self.entries[clip].file].has_audio)
-
-    def _crop_size(self) -> int:
-        from avdetect.faces.crops import MOUTH_SIZE
-
-        return MOUTH_SIZE
 
     def load(self, clip: int, start: int, rng: np.random.Generator | None = None) -> dict:
         e = self.entries[clip]
