@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from avdetect import __version__
+from avdetect._version import __version__
 from avdetect.errors import AVDetectError
 
 EXIT_OK = 0
@@ -241,7 +241,8 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args) -> int:
     from pathlib import Path
 
-    from avdetect.api import SYNTHETIC_CHECKPOINT_NAME, Detector, resolve_checkpoint
+    from avdetect.api import Detector
+    from avdetect.checkpoints import SYNTHETIC_CHECKPOINT_NAME, resolve_checkpoint
     from avdetect.report import write_reports
     from avdetect.synth import ClipSpec, Manipulation, render_clip
 
@@ -261,10 +262,12 @@ def _run_demo(args) -> int:
     written = write_reports(report, json=out / "report.json", html=out / "report.html", vtt=out / "report.vtt",
                             csv=out / "report.csv")
     print(report.summary())
+    from avdetect.metrics import iou_1d
+
+    flagged = [[s.start_s, s.end_s] for s in report.segments]
     for seg in truth.fake_segments:
-        best = max((min(seg[1], s.end_s) - max(seg[0], s.start_s)) / (max(seg[1], s.end_s) - min(seg[0], s.start_s))
-                   for s in report.segments) if report.segments else 0.0
-        print(f"  truth {seg[0]:.2f}-{seg[1]:.2f} s: best IoU with a flagged segment {max(0.0, best):.2f}")
+        best = float(iou_1d([seg], flagged).max()) if flagged else 0.0
+        print(f"  truth {seg[0]:.2f}-{seg[1]:.2f} s: best IoU with a flagged segment {best:.2f}")
     for fmt, path in written.items():
         print(f"  {fmt}: {path}")
     return EXIT_OK
@@ -345,7 +348,10 @@ def _args_preprocess(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="only the clips of this split")
     p.add_argument("--faces", action="store_true", help="also store 128x128 face crops (models with use_face)")
     p.add_argument("--backend", default="opencv", help="face backend (default opencv)")
-    p.add_argument("--max-side", type=int, default=640, help="decode frames at most this large (default 640)")
+    from avdetect.vocab import DECODE_MAX_SIDE
+
+    p.add_argument("--max-side", type=int, default=DECODE_MAX_SIDE,
+                   help=f"decode frames at most this large (default {DECODE_MAX_SIDE}, as detect does)")
     p.add_argument("--retry-failed", action="store_true", help="try again the clips listed in failures.jsonl")
 
 
@@ -376,7 +382,10 @@ def _args_forge(p: argparse.ArgumentParser) -> None:
                    help="forgery families, comma-separated (default: all)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-real", action="store_true", help="do not write the re-encoded untouched copies")
-    p.add_argument("--max-side", type=int, default=640, help="decode and write frames at most this large (default 640)")
+    from avdetect.vocab import DECODE_MAX_SIDE
+
+    p.add_argument("--max-side", type=int, default=DECODE_MAX_SIDE,
+                   help=f"decode and write frames at most this large (default {DECODE_MAX_SIDE}, as detect does)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from avdetect import __version__
+from avdetect._version import __version__
 from avdetect.media import load_media
 
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import avdetect
 from avdetect.errors import CheckpointError, ConfigError, ModelInputError
-from avdetect.faces.crops import FACE_SIZE, MOUTH_SIZE
 from avdetect.models import CATEGORIES, DetectorTargets, compute_losses, create_model, list_models, model_config
-from avdetect.models.detector import AVDetector
+from avdetect.models.detector import AVDetector, DetectorFeatures
+from avdetect.models.visual import VISUAL_ENCODERS, VisualEncoder, register_visual_encoder
 from avdetect.timegrid import SAMPLES_PER_FRAME
+from avdetect.vocab import FACE_SIZE, MOUTH_SIZE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CPU_MODELS = ["avdetect-tiny", "avdetect-small"]
 
@@ -199,6 +206,154 @@ def test_every_parameter_receives_a_gradient(model):
     assert zero == []
     model.zero_grad(set_to_none=True)
     model.eval()
+
+
+def test_forward_is_heads_of_features(model):
+    """``forward`` = ``forward_heads(forward_features(...))``, bit for bit."""
+    model.eval()
+    inputs = make_inputs(model, 2, 12, seed=3)
+    vm = torch.ones(2, 12, dtype=torch.bool)
+    vm[1, 4:9] = False
+    with torch.no_grad():
+        feats = model.forward_features(**inputs, visual_mask=vm)
+        out = model(**inputs, visual_mask=vm)
+        assert_outputs_equal(out, model.forward_heads(feats))
+    assert isinstance(feats, DetectorFeatures)
+    assert feats.features.shape == (2, 12, model.config.fusion.dim)
+    assert feats.sync_logits.shape == (2, 12, 2 * model.config.sync.max_offset + 1)
+    assert torch.equal(feats.frame_mask, feats.visual_mask | feats.audio_mask)
+
+
+# --------------------------------------------------------------------------- visual encoders
+def test_import_models_loads_neither_opencv_nor_faces():
+    code = "import avdetect.models, sys; assert 'cv2' not in sys.modules and 'avdetect.faces' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_visual_arch_default_and_unknown(tmp_path):
+    assert model_config("avdetect-tiny").visual.arch == "spacetime"
+    assert VISUAL_ENCODERS["spacetime"] is VisualEncoder
+    assert isinstance(create_model("avdetect-tiny").visual, VisualEncoder)
+    with pytest.raises(ConfigError, match=r"unknown visual encoder arch 'nope'.*spacetime"):
+        create_model("avdetect-tiny", visual={"arch": "nope"})
+    # a checkpoint naming an unknown arch: a CheckpointError that says which ones exist
+    folder = create_model("avdetect-tiny").save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["config"]["visual"]["arch"] == "spacetime"  # recorded in new checkpoints
+    meta["config"]["visual"]["arch"] = "nope"
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="known: spacetime"):
+        AVDetector.from_pretrained(folder)
+
+
+def test_config_without_arch_loads_as_before(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("avdetect-tiny").eval()
+    folder = model.save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((folder / "config.json").read_text())
+    del meta["config"]["visual"]["arch"]
+    (folder / "config.json").write_text(json.dumps(meta))
+    loaded = AVDetector.from_pretrained(folder)
+    assert loaded.config.visual.arch == "spacetime"
+    inputs = make_inputs(model, 1, 7)
+    with torch.no_grad():
+        assert_outputs_equal(model(**inputs), loaded(**inputs))
+
+
+class _MeanPoolEncoder(nn.Module):
+    """A toy encoder that follows the registry contract: mean colour of each crop -> dim."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(3, cfg.dim)
+        self.missing = nn.Parameter(torch.zeros(cfg.dim))
+
+    def forward(self, mouth, mask, face=None):
+        x = mouth.float().mean(dim=(-1, -2))  # (B, T, 3)
+        out = self.proj(x)  # (B, T, D)
+        return torch.where(mask[..., None], out, self.missing.to(out.dtype))  # (B, T, D)
+
+
+@pytest.fixture
+def toy_arch():
+    register_visual_encoder("test-meanpool")(_MeanPoolEncoder)
+    yield "test-meanpool"
+    VISUAL_ENCODERS.pop("test-meanpool")
+
+
+def test_registered_arch_is_built_and_round_trips(toy_arch, tmp_path):
+    with pytest.raises(ValueError, match="already registered"):
+        register_visual_encoder(toy_arch)(_MeanPoolEncoder)
+    model = create_model("avdetect-tiny", visual={"arch": toy_arch}).eval()
+    assert isinstance(model.visual, _MeanPoolEncoder)
+    loaded = AVDetector.from_pretrained(model.save_pretrained(tmp_path / "ckpt"))
+    assert isinstance(loaded.visual, _MeanPoolEncoder)
+    inputs = make_inputs(model, 2, 5)
+    with torch.no_grad():
+        assert_outputs_equal(model(**inputs), loaded(**inputs))
+
+
+@pytest.mark.parametrize("arch", sorted(VISUAL_ENCODERS))
+def test_every_registered_arch_follows_the_contract(arch):
+    """Shape, masking and the ``missing`` vector for each registered visual encoder."""
+    torch.manual_seed(0)
+    model = create_model("avdetect-tiny", visual={"arch": arch}).eval()
+    enc, dim = model.visual, model.config.visual.dim
+    assert enc.missing.shape == (dim,)
+    mouth = make_inputs(model, 2, 8, seed=2)["mouth"]
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[0, 2:5] = False
+    with torch.no_grad():
+        ref = enc(mouth, mask)
+        changed = mouth.clone()
+        changed[~mask] = 255 - changed[~mask]
+        got = enc(changed, mask)
+    assert ref.shape == (2, 8, dim) and torch.isfinite(ref).all()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0.0)
+    assert torch.equal(ref[0, 3], enc.missing.detach())
+
+
+# --------------------------------------------------------------------------- shipped checkpoints
+# Outputs on a fixed random input, computed before the visual ``arch`` field and the
+# forward_features / forward_heads split existed: the shipped config.json files (no ``arch``)
+# must load into exactly the same network.
+_SHIPPED_REFERENCE = {
+    "avdetect-small-real": {
+        "clip": [3.225795, 3.29327], "cat1": [-1.344397, -1.803774, 1.737418, 1.346526],
+        "fused0": [0.260717, 1.729854, 2.132382, 2.15995, 2.286057], "vis1": [-1.06856, -0.127959, -0.03339, -0.625745],
+        "aud0": [1.571057, 1.83643, 1.914076, 2.11444], "off1": [21.283653, 39.459618],
+    },
+    "avdetect-small-synth": {
+        "clip": [0.394535, 0.382197], "cat1": [0.590872, 0.611069, -0.404895, -1.351179],
+        "fused0": [-0.891094, -0.9747, -0.961809, -0.996261, -0.999869], "vis1": [-1.322217, -1.036992, -0.92835, -1.278143],
+        "aud0": [-2.319327, -2.332218, -2.357734, -2.349573], "off1": [15.185701, 15.820045],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SHIPPED_REFERENCE))
+def test_shipped_checkpoint_outputs_unchanged(name):
+    folder = ROOT / "checkpoints" / name
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip(f"{folder} not present")
+    assert "arch" not in json.loads((folder / "config.json").read_text())["config"]["visual"]
+    model = AVDetector.from_pretrained(folder)
+    g = torch.Generator().manual_seed(1234)
+    t = 50
+    mouth = torch.randint(0, 256, (2, t, 3, MOUTH_SIZE, MOUTH_SIZE), generator=g, dtype=torch.uint8)
+    audio = torch.randn(2, t * SAMPLES_PER_FRAME, generator=g) * 0.1
+    vm = torch.ones(2, t, dtype=torch.bool)
+    vm[1, 10:20] = False
+    with torch.no_grad():
+        out = model(mouth, audio, visual_mask=vm)
+    got = {
+        "clip": out.clip_logits, "cat1": out.category_logits[1], "fused0": out.frame_fused_logits[0, ::10],
+        "vis1": out.frame_visual_logits[1, 5:25:5], "aud0": out.frame_audio_logits[0, 3::12],
+        "off1": out.boundary_offsets[1, 30],
+    }
+    for key, ref in _SHIPPED_REFERENCE[name].items():
+        torch.testing.assert_close(got[key], torch.tensor(ref), atol=2e-4, rtol=1e-5, msg=lambda m: f"{key}: {m}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -5,9 +5,12 @@
     preprocess(entries, "cache/lavdf", workers=8)               # decode + face track once
     ds = WindowDataset(entries, FeatureCache("cache/lavdf"), window_frames=100)
 
-Modules: :mod:`~avdetect.data.manifest` (schema, builders), :mod:`~avdetect.data.cache`
-(preprocessing shards), :mod:`~avdetect.data.dataset` (windows, targets, sampler),
-:mod:`~avdetect.data.predict` (model over cached clips -> proposals, metrics).
+Modules: :mod:`~avdetect.data.formats` (the datasets' metadata files: LAV-DF, AV-Deepfake1M,
+FakeAVCeleb, prediction files), :mod:`~avdetect.data.manifest` (schema, builders),
+:mod:`~avdetect.data.cache` (preprocessing shards), :mod:`~avdetect.data.dataset` (windows,
+targets, sampler), :mod:`~avdetect.data.forgery` (windows forged afresh from real clips),
+:mod:`~avdetect.data.predict` (the inference engine over cached clips -> proposals, clip
+scores, metrics).
 """
 from __future__ import annotations
 

@@ -5,12 +5,14 @@ Layout of a cache folder::
     clips/ab/ab12...ef.safetensors   one shard per clip (name: SHA-1 of the manifest key)
     index.jsonl                      one line per finished clip (appended as clips finish)
     failures.jsonl                   one line per clip that could not be processed, with the reason
-    cache_info.json                  settings used (crop kinds, audio dtype, package version)
+    cache_info.json                  settings used: crop kinds and sizes, decode size, audio dtype,
+                                     package version
 
 A shard holds, on the 25 Hz grid (``n`` frames):
 
-* ``mouth`` ``(n, 96, 96, 3)`` uint8 RGB, ``face`` ``(n, 128, 128, 3)`` uint8 (only with
-  ``faces=True``), ``valid`` ``(n,)`` uint8 (1 = a face is known; crops are black elsewhere);
+* ``mouth`` ``(n, M, M, 3)`` uint8 RGB, ``face`` ``(n, F, F, 3)`` uint8 (only with
+  ``faces=True``), ``valid`` ``(n,)`` uint8 (1 = a face is known; crops are black elsewhere),
+  with ``M``, ``F`` = :data:`avdetect.vocab.MOUTH_SIZE`, ``FACE_SIZE`` (96, 128);
 * ``audio`` ``(n * 640,)`` int16 mono 16 kHz (zero-padded / cut to the frame count);
 * metadata strings: ``file``, ``n_frames``, ``has_video``, ``has_audio``, ``coverage``.
 
@@ -19,6 +21,13 @@ Writing is resumable: each shard is written under a temporary name and renamed w
 so a shard on disk is always whole; clips already in the index (or whose shard exists, when a
 run was killed between the rename and the index line) are not redone. A clip that fails (bad
 file, decoder error) is written to ``failures.jsonl`` with the reason and skipped; the run goes on.
+
+Frames are decoded at :data:`avdetect.vocab.DECODE_MAX_SIDE` by default, the size ``detect``
+tracks faces at. ``cache_info.json`` records that decode size and the crop sizes, and a cache
+is never mixed or read against other ones: resuming ``preprocess`` with another ``max_side``,
+or opening a :class:`FeatureCache` for another decode size or for a model whose
+``input_mouth_size`` / ``input_face_size`` differ, raises :class:`DataFormatError` naming both
+values.
 """
 from __future__ import annotations
 
@@ -34,8 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from avdetect.data.manifest import ManifestEntry
+from avdetect._version import __version__
 from avdetect.errors import AVDetectError, DataFormatError
-from avdetect.timegrid import SAMPLES_PER_FRAME
+from avdetect.timegrid import frame_to_sample, samples_to_frames
+from avdetect.vocab import DECODE_MAX_SIDE, FACE_SIZE, MOUTH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +54,8 @@ INDEX_NAME = "index.jsonl"
 FAILURES_NAME = "failures.jsonl"
 INFO_NAME = "cache_info.json"
 CACHE_FORMAT = 1
+#: Crop sizes of caches written before cache_info.json recorded them (they were fixed then).
+_LEGACY_SIZES = {"mouth_size": 96, "face_size": 128}
 
 
 def shard_relpath(file: str) -> str:
@@ -78,7 +91,7 @@ def audio_from_int16(audio: np.ndarray) -> np.ndarray:
 
 
 def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = False, backend: str = "opencv",
-                 max_side: int = 640) -> CacheRecord:
+                 max_side: int = DECODE_MAX_SIDE) -> CacheRecord:
     """Decode + face-track one clip and write its shard atomically. Raises on failure."""
     from safetensors.numpy import save_file
 
@@ -91,7 +104,7 @@ def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = Fals
     if info.has_video:
         n = info.n_frames
     else:
-        n = info.n_samples // SAMPLES_PER_FRAME
+        n = samples_to_frames(info.n_samples)
     if n < 1:
         raise DataFormatError("the clip holds no whole frame", entry.path)
     tensors: dict[str, np.ndarray] = {}
@@ -109,7 +122,7 @@ def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = Fals
         coverage = track.coverage
     if info.has_audio:
         a = media.audio
-        need = n * SAMPLES_PER_FRAME
+        need = frame_to_sample(n)
         a = a[:need] if len(a) >= need else np.pad(a, (0, need - len(a)))
         tensors["audio"] = audio_to_int16(a)
     rel = shard_relpath(entry.file)
@@ -196,23 +209,23 @@ class PreprocessSummary:
 
 
 def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int = 1, faces: bool = False,
-               backend: str = "opencv", max_side: int = 640, retry_failed: bool = False,
+               backend: str = "opencv", max_side: int = DECODE_MAX_SIDE, retry_failed: bool = False,
                quiet: bool = False) -> PreprocessSummary:
     """Fill ``cache_dir`` with the shards of ``entries`` (see the module docstring)."""
     from tqdm import tqdm
-
-    from avdetect import __version__
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     info_path = cache / INFO_NAME
     info = {"format": CACHE_FORMAT, "faces": faces, "backend": backend, "max_side": max_side,
-            "audio": "int16", "avdetect_version": __version__}
+            "mouth_size": MOUTH_SIZE, "face_size": FACE_SIZE, "audio": "int16", "avdetect_version": __version__}
     if info_path.is_file():
-        old = json.loads(info_path.read_text(encoding="utf-8"))
-        if old.get("faces") != faces or old.get("backend") != backend:
-            raise DataFormatError(f"cache was made with faces={old.get('faces')} backend={old.get('backend')}; "
-                                  f"use the same settings or another folder", cache)
+        old = {**_LEGACY_SIZES, **_read_info(info_path)}
+        diff = [f"{k}={old.get(k)} (now {info[k]})" for k in ("faces", "backend", "max_side", "mouth_size", "face_size")
+                if old.get(k) != info[k]]
+        if diff:
+            raise DataFormatError(f"cache was made with {', '.join(diff)}; use the same settings or another folder",
+                                  cache)
     else:
         info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -282,17 +295,32 @@ def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int
 class ClipWindow:
     """Frames ``[start, start + n)`` of a cached clip (``n`` may be shorter than asked at the end)."""
 
-    mouth: np.ndarray | None  # (n, 96, 96, 3) uint8
-    face: np.ndarray | None  # (n, 128, 128, 3) uint8
+    mouth: np.ndarray | None  # (n, MOUTH_SIZE, MOUTH_SIZE, 3) uint8
+    face: np.ndarray | None  # (n, FACE_SIZE, FACE_SIZE, 3) uint8
     valid: np.ndarray  # (n,) bool
     audio: np.ndarray | None  # (n * 640,) float32
     has_audio_frames: np.ndarray  # (n,) bool
 
 
-class FeatureCache:
-    """Read access to a preprocessing cache: ``records`` by manifest key, ``read`` windows."""
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"unreadable cache info: {err}", path) from None
+    if not isinstance(info, dict):
+        raise DataFormatError("cache info must be a JSON object", path)
+    return info
 
-    def __init__(self, cache_dir: str | Path):
+
+class FeatureCache:
+    """Read access to a preprocessing cache: ``records`` by manifest key, ``read`` windows.
+
+    ``max_side`` (the decode size the caller's crops must come from, e.g.
+    :data:`avdetect.vocab.DECODE_MAX_SIDE`) and ``model_config`` (a ``DetectorConfig`` or its
+    ``VisualConfig``) are checked against what the cache recorded (:meth:`check`).
+    """
+
+    def __init__(self, cache_dir: str | Path, *, max_side: int | None = None, model_config=None):
         self.root = Path(cache_dir)
         if not (self.root / INDEX_NAME).is_file():
             raise DataFormatError(f"no {INDEX_NAME}: not a preprocessing cache (run avdetect preprocess)", self.root)
@@ -300,8 +328,42 @@ class FeatureCache:
         for d in _read_jsonl(self.root / INDEX_NAME):
             self.records[d["file"]] = CacheRecord(**d)
         info = self.root / INFO_NAME
-        self.info = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        self.info = {**_LEGACY_SIZES, **_read_info(info)} if info.is_file() else {}
         self.failures = {d["file"]: d.get("error", "") for d in _read_jsonl(self.root / FAILURES_NAME)}
+        self.check(max_side=max_side, model_config=model_config)
+
+    @property
+    def max_side(self) -> int | None:
+        """Decode size (longer side, pixels) the clips were cropped at; None if not recorded."""
+        return self.info.get("max_side")
+
+    @property
+    def mouth_size(self) -> int | None:
+        return self.info.get("mouth_size")
+
+    @property
+    def face_size(self) -> int | None:
+        return self.info.get("face_size")
+
+    def check(self, *, max_side: int | None = None, model_config=None) -> None:
+        """Raise :class:`DataFormatError` (naming both values) if the cache was decoded at another
+        size than ``max_side``, or holds crops of another size than ``model_config``'s visual
+        ``input_mouth_size`` / ``input_face_size`` (the face size only for models with faces)."""
+        problems = []
+        if max_side is not None and self.max_side is not None and int(max_side) != int(self.max_side):
+            problems.append(f"decoded at max_side={self.max_side}, but max_side={max_side} was asked for")
+        if model_config is not None:
+            visual = getattr(model_config, "visual", model_config)
+            if self.mouth_size is not None and visual.input_mouth_size != self.mouth_size:
+                problems.append(f"mouth crops are {self.mouth_size} px, the model takes input_mouth_size="
+                                f"{visual.input_mouth_size}")
+            if visual.use_face and self.has_faces and self.face_size is not None \
+                    and visual.input_face_size != self.face_size:
+                problems.append(f"face crops are {self.face_size} px, the model takes input_face_size="
+                                f"{visual.input_face_size}")
+        if problems:
+            raise DataFormatError("cache does not match: " + "; ".join(problems) + " (preprocess again into another "
+                                  "folder with matching settings)", self.root)
 
     def __contains__(self, file: str) -> bool:
         return file in self.records
@@ -334,10 +396,14 @@ class FeatureCache:
             if "audio" in keys:
                 a0, a1 = start - audio_shift, stop - audio_shift  # source frames
                 lo, hi = max(0, a0), min(n, a1)
-                audio = np.zeros(m * SAMPLES_PER_FRAME, np.float32)
+                audio = np.zeros(frame_to_sample(m), np.float32)
                 if hi > lo:
-                    src = fh.get_slice("audio")[lo * SAMPLES_PER_FRAME:hi * SAMPLES_PER_FRAME]
-                    off = (lo - a0) * SAMPLES_PER_FRAME
+                    src = fh.get_slice("audio")[frame_to_sample(lo):frame_to_sample(hi)]
+                    off = frame_to_sample(lo - a0)
                     audio[off:off + len(src)] = audio_from_int16(src)
                     has_a[lo - a0:hi - a0] = True
+        for name, crops, size in (("mouth", mouth, self.mouth_size), ("face", face, self.face_size)):
+            if crops is not None and size is not None and tuple(crops.shape[1:3]) != (size, size):
+                raise DataFormatError(f"{file!r}: {name} crops are {crops.shape[1]}x{crops.shape[2]} px, but "
+                                      f"cache_info.json says {size}", self.root)
         return ClipWindow(mouth, face, valid, audio, has_a)

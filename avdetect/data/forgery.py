@@ -21,14 +21,14 @@ import numpy as np
 
 from avdetect.data.dataset import AugmentConfig, WindowDataset, _augment
 from avdetect.errors import ConfigError
-from avdetect.faces.crops import MOUTH_SIZE
 from avdetect.forge import ops
 from avdetect.forge.families import FAMILIES, donor_indices, forge_clip, pick_span, usable_families
-from avdetect.timegrid import FPS, SAMPLES_PER_FRAME
+from avdetect.timegrid import frame_to_sample, n_frames_for_duration
+from avdetect.vocab import MOUTH_SIZE
 
 logger = logging.getLogger(__name__)
 
-AUDIO_CONTEXT_FRAMES = FPS  # audio read either side of a window (span shifts draw on it)
+AUDIO_CONTEXT_FRAMES = n_frames_for_duration(1.0)  # audio read either side of a window (span shifts draw on it)
 
 
 @dataclass
@@ -62,8 +62,9 @@ class ForgeryWindowDataset(WindowDataset):
     """:class:`WindowDataset` (training mode) whose real windows are forged on the fly."""
 
     def __init__(self, entries, cache, window_frames: int, *, forge: ForgeConfig, augment: AugmentConfig | None = None,
-                 use_face: bool = False, seed: int = 0):
-        super().__init__(entries, cache, window_frames, train=True, augment=augment, use_face=use_face, seed=seed)
+                 use_face: bool = False, seed: int = 0, model_config=None):
+        super().__init__(entries, cache, window_frames, train=True, augment=augment, use_face=use_face, seed=seed,
+                         model_config=model_config)
         forge.validate()
         if use_face:
             raise ConfigError("on-the-fly forgeries are made on mouth crops; models with use_face are not supported yet")
@@ -79,7 +80,7 @@ class ForgeryWindowDataset(WindowDataset):
             raise ConfigError("no forgery family can run here")
         w = np.array([forge.weights[forge.families.index(f)] for f in fams] if forge.weights else [1.0] * len(fams), float)
         self.families, self.family_p = fams, w / w.sum()
-        self.box = ops.face_box_in_mouth_crop(MOUTH_SIZE)
+        self.box = ops.face_box_in_mouth_crop(self.cache.mouth_size or MOUTH_SIZE)
 
     def __len__(self) -> int:
         return len(self.entries) * self.forge.repeats
@@ -132,8 +133,8 @@ class ForgeryWindowDataset(WindowDataset):
         amask = np.zeros(t, bool)
         if w.audio is not None:
             # the window's audio with AUDIO_CONTEXT_FRAMES of context each side (zeros past the clip)
-            wave = np.zeros((t + 2 * ctx) * SAMPLES_PER_FRAME, np.float32)
-            off = (ctx - a0) * SAMPLES_PER_FRAME
+            wave = np.zeros(frame_to_sample(t + 2 * ctx), np.float32)
+            off = frame_to_sample(ctx - a0)
             wave[off:off + len(w.audio)] = w.audio
             amask[:n] = w.has_audio_frames[a0:a0 + n]
         fam = str(rng.choice(self.families, p=self.family_p))
@@ -145,7 +146,7 @@ class ForgeryWindowDataset(WindowDataset):
             span = (0, n)
         else:
             span = pick_span(n, rng, self.forge.min_span_s, self.forge.max_span_s, margin_s=0.0)
-        kw: dict = {"audio_context": ctx * SAMPLES_PER_FRAME}
+        kw: dict = {"audio_context": frame_to_sample(ctx)}
         if fam in ("mouth_rerender", "both") and mouth is not None:
             length = span[1] - span[0]
             src = donor_indices(n_clip, start + span[0], start + span[1], rng)
@@ -167,8 +168,8 @@ class ForgeryWindowDataset(WindowDataset):
             mouth2 = self._degrade(mouth2, rng)
         audio = None
         if wave2 is not None:
-            audio = wave2[ctx * SAMPLES_PER_FRAME:(ctx + t) * SAMPLES_PER_FRAME].copy()
-            audio[n * SAMPLES_PER_FRAME:] = 0.0
+            audio = wave2[frame_to_sample(ctx):frame_to_sample(ctx + t)].copy()
+            audio[frame_to_sample(n):] = 0.0
         aug = self.augment if self.augment.enabled else None
         face = None
         if aug is not None:

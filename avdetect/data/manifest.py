@@ -4,8 +4,8 @@ A manifest is what the preprocessing cache, the training datasets and the evalua
 read; it hides each benchmark's own metadata format. The schema is documented in
 ``data_manifests/README.md``; :class:`ManifestEntry` is its code form. All times are seconds.
 
-Builders (each reads the benchmark's own metadata through :mod:`avdetect.evaluation`'s
-readers, so there is one parser per format):
+Builders (each reads the benchmark's own metadata through :mod:`avdetect.data.formats`, so
+there is one parser per format):
 
 * :func:`build_lavdf` -- LAV-DF ``ROOT/metadata.json``;
 * :func:`build_av1m` -- AV-Deepfake1M ``ROOT/{train,val,test}_metadata.json``;
@@ -26,20 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from avdetect.data.formats import read_metadata
 from avdetect.errors import DataFormatError
+from avdetect.vocab import CATEGORIES, category_of, modalities_of
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DATASETS = ("lavdf", "av1m", "fakeavceleb", "synthetic", "forged", "realfaces")
-CATEGORY_NAMES = ("RealVideo-RealAudio", "FakeVideo-RealAudio", "RealVideo-FakeAudio", "FakeVideo-FakeAudio")
 FAKEAVCELEB_SPLIT = (0.7, 0.15, 0.15)  # train / val / test share of subjects
 FAKEAVCELEB_SEED = 2024
-
-
-def category_of(modify_video: bool, modify_audio: bool) -> str:
-    """The FakeAVCeleb-style category name implied by which modalities are manipulated."""
-    return CATEGORY_NAMES[int(bool(modify_video)) + 2 * int(bool(modify_audio))]
 
 
 @dataclass
@@ -52,7 +47,7 @@ class ManifestEntry:
     dataset: str
     split: str
     label: int  # 1 = fake (any segment in either modality), 0 = real
-    category: str  # one of CATEGORY_NAMES (FakeAVCeleb folder; derived for the others)
+    category: str  # one of avdetect.vocab.CATEGORIES (FakeAVCeleb folder; derived for the others)
     modify_video: bool
     modify_audio: bool
     fake_segments: list[list[float]] = field(default_factory=list)  # [[start_s, end_s], ...] either modality
@@ -77,7 +72,7 @@ class ManifestEntry:
         e = cls(**d)
         if e.label not in (0, 1):
             raise DataFormatError(f"{where}label must be 0 or 1, got {e.label!r}")
-        if e.category not in CATEGORY_NAMES:
+        if e.category not in CATEGORIES:
             raise DataFormatError(f"{where}unknown category {e.category!r}")
         for name in ("fake_segments", "visual_segments", "audio_segments"):
             segs = getattr(e, name)
@@ -164,8 +159,6 @@ def build_lavdf(root: str | Path, check_files: bool = True) -> list[ManifestEntr
     LAV-DF gives one list of fake periods plus which modalities were changed: the periods are
     the visual segments when ``modify_video`` and the audio segments when ``modify_audio``.
     """
-    from avdetect.evaluation import read_metadata
-
     root = Path(root)
     meta = read_metadata(root / "metadata.json")
     if meta.format != "lavdf":
@@ -202,8 +195,6 @@ def _empty_json_list(path: Path) -> bool:
 def build_av1m(root: str | Path, check_files: bool = True, dataset: str = "av1m") -> list[ManifestEntry]:
     """AV-Deepfake1M: ``root/{train,val,test}_metadata.json`` (those present; test has no labels
     in the public release and is skipped when absent)."""
-    from avdetect.evaluation import read_metadata
-
     root = Path(root)
     files = [(s, root / f"{s}_metadata.json") for s in AV1M_SPLITS if (root / f"{s}_metadata.json").is_file()]
     if not files:
@@ -229,8 +220,6 @@ def build_av1m(root: str | Path, check_files: bool = True, dataset: str = "av1m"
 def build_synthetic(root: str | Path, check_files: bool = True) -> list[ManifestEntry]:
     """An ``avdetect synth`` folder: splits (train/dev/test) and durations from its LAV-DF
     ``metadata.json``, per-modality segments from its AV-Deepfake1M files."""
-    from avdetect.evaluation import read_metadata
-
     root = Path(root)
     lavdf = {v.file: v for v in read_metadata(root / "metadata.json").videos}
     out = []
@@ -282,15 +271,13 @@ def build_fakeavceleb(root: str | Path, check_files: bool = True, probe: bool = 
     ``[[0, duration]]`` for each manipulated modality; ``probe`` reads each file's duration
     (one ffmpeg call per file, ``workers`` in parallel). The split is subject-disjoint over the
     ``id`` folder (:func:`fakeavceleb_split`)."""
-    from avdetect.evaluation import FAKEAVCELEB_CATEGORIES, read_metadata
-
     root = Path(root)
     csv_path = root / "meta_data.csv"
     if csv_path.is_file():
         rows = [(v.file, v.category) for v in read_metadata(csv_path).videos]
     else:
         rows = []
-        for cat in FAKEAVCELEB_CATEGORIES:
+        for cat in CATEGORIES:
             for f in sorted((root / cat).rglob("*.mp4")):
                 rows.append((f.relative_to(root).as_posix(), cat))
         if not rows:
@@ -312,7 +299,7 @@ def build_fakeavceleb(root: str | Path, check_files: bool = True, probe: bool = 
                 durations[i] = d
     out = []
     for (file, cat, subject), path, dur in zip(items, paths, durations):
-        mv, ma = cat.startswith("FakeVideo"), cat.endswith("FakeAudio")
+        mv, ma = modalities_of(cat)
         whole = np.array([[0.0, dur]]) if dur is not None else np.zeros((0, 2))
         empty = np.zeros((0, 2))
         out.append(_entry(file, Path(path), "fakeavceleb", split_of[subject], whole if (mv or ma) else empty,

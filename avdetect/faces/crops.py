@@ -1,4 +1,4 @@
-"""Crop geometry: the one place where the fixed crop sizes and the crop rules are recorded.
+"""Crop geometry: the crop rules (the crop sizes themselves live in :mod:`avdetect.vocab`).
 
 Every crop avdetect produces or consumes is square RGB uint8:
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-MOUTH_SIZE: int = 96
-FACE_SIZE: int = 128
+from avdetect.vocab import FACE_SIZE, MOUTH_SIZE  # noqa: F401 - re-exported (faces' public sizes)
 
 #: Face crop = the face box enlarged by this factor around its centre (then made square).
 FACE_MARGIN: float = 1.25

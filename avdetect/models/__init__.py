@@ -12,16 +12,20 @@
     model.save_pretrained("ckpt/");  AVDetector.from_pretrained("ckpt/")
 
 Public names: :func:`create_model`, :func:`list_models`, :func:`model_config`,
-:class:`AVDetector`, :class:`DetectorOutput`, :class:`DetectorConfig`, :data:`CATEGORIES`,
-and for training :class:`DetectorTargets` and :func:`compute_losses`. The full input and
-output contract is in :mod:`avdetect.models.detector`.
+:class:`AVDetector`, :class:`DetectorOutput`, :class:`DetectorFeatures`, :class:`DetectorConfig`,
+:data:`CATEGORIES` (re-exported from :mod:`avdetect.vocab`), and for training
+:class:`DetectorTargets` and :func:`compute_losses`. The full input and output contract is in
+:mod:`avdetect.models.detector`; visual encoders are chosen by ``visual.arch``
+(:mod:`avdetect.models.visual`). Importing this package loads torch but not OpenCV or the
+face tracker.
 """
 from __future__ import annotations
 
 from avdetect.models.config import DetectorConfig
-from avdetect.models.detector import CATEGORIES, AVDetector, DetectorOutput
+from avdetect.models.detector import AVDetector, DetectorFeatures, DetectorOutput
 from avdetect.models.losses import DetectorTargets, compute_losses
 from avdetect.models.registry import create_model, list_models, model_config
+from avdetect.vocab import CATEGORIES
 
-__all__ = ["AVDetector", "CATEGORIES", "DetectorConfig", "DetectorOutput", "DetectorTargets",
+__all__ = ["AVDetector", "CATEGORIES", "DetectorConfig", "DetectorFeatures", "DetectorOutput", "DetectorTargets",
            "compute_losses", "create_model", "list_models", "model_config"]

@@ -12,18 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avdetect.errors import ConfigError
-from avdetect.faces.crops import FACE_SIZE, MOUTH_SIZE
+from avdetect.vocab import FACE_SIZE, MOUTH_SIZE
 
 
 @dataclass
 class VisualConfig:
     """Video transformer over per-frame mouth (and optional face) crops.
 
-    ``mouth_size``/``face_size`` are the internal resolutions (crops are resized inside the
-    model from ``MOUTH_SIZE``/``FACE_SIZE``); ``tubelet`` is the temporal extent of the patch
-    embedding (odd, stride 1, so there is still one token set per frame).
+    ``arch`` names the encoder class in :data:`avdetect.models.visual.VISUAL_ENCODERS`
+    (``config.json`` files written before the field existed mean the default). ``mouth_size``/
+    ``face_size`` are the internal resolutions: crops are resized inside the model from
+    ``input_mouth_size``/``input_face_size``, the crop sizes it is trained and served with
+    (:data:`avdetect.vocab.MOUTH_SIZE`/``FACE_SIZE``; a preprocessing cache with other crops
+    is refused by :meth:`avdetect.data.cache.FeatureCache.check`). ``tubelet`` is the
+    temporal extent of the patch embedding (odd, stride 1, so there is still one token set
+    per frame).
     """
 
+    arch: str = "spacetime"
     dim: int = 128
     depth: int = 3
     heads: int = 4

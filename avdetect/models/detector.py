@@ -21,7 +21,12 @@ This needs no anchors or proposal lengths, handles segments from one frame to th
 window, and every output is a dense per-frame track that merges cleanly across windows.
 
 Clip outputs come from attention pooling over valid frames: one real/fake logit and four
-FakeAVCeleb category logits (:data:`CATEGORIES`).
+category logits (:data:`avdetect.vocab.CATEGORIES` order).
+
+Stages: :meth:`AVDetector.forward_features` (visual and audio encoders, lip-sync
+cross-attention, fusion transformer -> :class:`DetectorFeatures`, per-frame fused features
+and masks) and :meth:`AVDetector.forward_heads` (frame, boundary, offset and clip heads ->
+:class:`DetectorOutput`); ``forward`` is the two in turn.
 """
 from __future__ import annotations
 
@@ -36,13 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avdetect._version import __version__
 from avdetect.errors import CheckpointError, ConfigError, ModelInputError
 from avdetect.models.audio import AudioEncoder
 from avdetect.models.config import DetectorConfig
 from avdetect.models.layers import MaskedTemporalConv, TransformerBlock, key_mask_to_attn_mask, sinusoidal_positions
 from avdetect.models.sync import INVALID_LOGIT, LipSyncCrossAttention
-from avdetect.models.visual import VisualEncoder
-from avdetect.timegrid import SAMPLES_PER_FRAME
+from avdetect.models.visual import build_visual_encoder
+from avdetect.timegrid import SAMPLES_PER_FRAME, frame_to_sample, samples_to_frames
+from avdetect.vocab import CATEGORIES  # also importable from here (avdetect.models.detector.CATEGORIES)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +57,17 @@ ARCHITECTURE = "AVDetector"
 CHECKPOINT_FORMAT = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-CATEGORIES = ("RealVideo-RealAudio", "FakeVideo-RealAudio", "RealVideo-FakeAudio", "FakeVideo-FakeAudio")
+
+
+@dataclass
+class DetectorFeatures:
+    """What :meth:`AVDetector.forward_features` returns and :meth:`AVDetector.forward_heads` reads."""
+
+    features: torch.Tensor  # (B, T, D) normed per-frame output of the fusion transformer
+    sync_logits: torch.Tensor  # (B, T, 2K+1) audio offset -K..K relative to the video
+    visual_mask: torch.Tensor  # (B, T) bool, frames with a usable face
+    audio_mask: torch.Tensor  # (B, T) bool, frames with audio
+    frame_mask: torch.Tensor  # (B, T) bool, visual_mask | audio_mask
 
 
 @dataclass
@@ -63,7 +80,7 @@ class DetectorOutput:
     """
 
     clip_logits: torch.Tensor  # (B,) real (<0) vs fake (>0)
-    category_logits: torch.Tensor  # (B, 4) in CATEGORIES order
+    category_logits: torch.Tensor  # (B, 4) in avdetect.vocab.CATEGORIES order
     frame_visual_logits: torch.Tensor  # (B, T) visual stream manipulated
     frame_audio_logits: torch.Tensor  # (B, T) audio stream manipulated
     frame_fused_logits: torch.Tensor  # (B, T) either manipulated
@@ -88,7 +105,7 @@ class AVDetector(nn.Module):
         super().__init__()
         self.config = copy.deepcopy(config)
         cfg = self.config
-        self.visual = VisualEncoder(cfg.visual)
+        self.visual = build_visual_encoder(cfg.visual)  # cfg.visual.arch
         self.audio = AudioEncoder(cfg.audio)  # records a loaded wav2vec2 config in cfg.audio
         self.sync = LipSyncCrossAttention(cfg.sync, cfg.visual.dim, cfg.audio.dim)
         fc = cfg.fusion
@@ -122,11 +139,11 @@ class AVDetector(nn.Module):
             if audio.dim() != 2:
                 raise ModelInputError(f"audio must be (B, T*{SAMPLES_PER_FRAME}), got {tuple(audio.shape)}")
             b = audio.shape[0]
-            t = audio.shape[1] // SAMPLES_PER_FRAME
+            t = samples_to_frames(audio.shape[1])
         if t < 1:
             raise ModelInputError("a window must hold at least one frame")
-        if audio is not None and (audio.dim() != 2 or tuple(audio.shape) != (b, t * SAMPLES_PER_FRAME)):
-            raise ModelInputError(f"audio must be (B, T*{SAMPLES_PER_FRAME}) = ({b}, {t * SAMPLES_PER_FRAME}) "
+        if audio is not None and (audio.dim() != 2 or tuple(audio.shape) != (b, frame_to_sample(t))):
+            raise ModelInputError(f"audio must be (B, T*{SAMPLES_PER_FRAME}) = ({b}, {frame_to_sample(t)}) "
                                   f"for {t} frames, got {tuple(audio.shape)}")
         if self.config.visual.use_face and mouth is not None:
             if face is None or face.dim() != 5 or tuple(face.shape[:3]) != (b, t, 3):
@@ -141,14 +158,22 @@ class AVDetector(nn.Module):
     def forward(self, mouth: torch.Tensor | None = None, audio: torch.Tensor | None = None, *,
                 face: torch.Tensor | None = None, visual_mask: torch.Tensor | None = None,
                 audio_mask: torch.Tensor | None = None) -> DetectorOutput:
+        """Heads over the fused features: ``forward_heads(forward_features(...))``."""
+        return self.forward_heads(self.forward_features(mouth, audio, face=face, visual_mask=visual_mask,
+                                                        audio_mask=audio_mask))
+
+    def forward_features(self, mouth: torch.Tensor | None = None, audio: torch.Tensor | None = None, *,
+                         face: torch.Tensor | None = None, visual_mask: torch.Tensor | None = None,
+                         audio_mask: torch.Tensor | None = None) -> DetectorFeatures:
+        """Encoders, lip-sync cross-attention and the fusion transformer (inputs: module docstring)."""
         b, t = self._check_inputs(mouth, audio, face, visual_mask, audio_mask)
         device = (mouth if mouth is not None else audio).device
         if mouth is None:
-            vm = torch.zeros(b, t, dtype=torch.bool, device=device)
+            vm = torch.zeros(b, t, dtype=torch.bool, device=device)  # (B, T)
         else:
             vm = torch.ones(b, t, dtype=torch.bool, device=device) if visual_mask is None else visual_mask.bool()
         if audio is None:
-            am = torch.zeros(b, t, dtype=torch.bool, device=device)
+            am = torch.zeros(b, t, dtype=torch.bool, device=device)  # (B, T)
         else:
             am = torch.ones(b, t, dtype=torch.bool, device=device) if audio_mask is None else audio_mask.bool()
         fm = vm | am  # (B, T)
@@ -173,25 +198,29 @@ class AVDetector(nn.Module):
         for block in self.blocks:
             x = block(x, attn_mask)  # (B, T, D)
         h = self.norm(x)  # (B, T, D)
+        return DetectorFeatures(features=h, sync_logits=sync.logits, visual_mask=vm, audio_mask=am, frame_mask=fm)
 
-        frame = self.frame_head(h)  # (B, T, 3)
-        boundary = self.boundary_head(h, fm)  # (B, T, 2)
+    def forward_heads(self, feats: DetectorFeatures) -> DetectorOutput:
+        """Frame, boundary, offset and clip heads over :meth:`forward_features`' output."""
+        h, fm = feats.features, feats.frame_mask  # (B, T, D), (B, T)
+        frame = self.frame_head(h)  # (B, T, 3) visual, audio, fused
+        boundary = self.boundary_head(h, fm)  # (B, T, 2) start, end
         offsets = F.softplus(self.offset_head(h)) * self.offset_log_scale.exp()  # (B, T, 2) frames
         score = self.pool_score(h).squeeze(-1).masked_fill(~fm, INVALID_LOGIT)  # (B, T)
         weights = torch.softmax(score.float(), dim=-1).to(h.dtype)  # (B, T)
         pooled = torch.einsum("bt,btd->bd", weights, h)  # (B, D)
         clip = self.clip_head(pooled)  # (B, 1 + 4)
         return DetectorOutput(
-            clip_logits=clip[:, 0],
-            category_logits=clip[:, 1:],
-            frame_visual_logits=frame[..., 0],
-            frame_audio_logits=frame[..., 1],
-            frame_fused_logits=frame[..., 2],
+            clip_logits=clip[:, 0],  # (B,)
+            category_logits=clip[:, 1:],  # (B, 4)
+            frame_visual_logits=frame[..., 0],  # (B, T)
+            frame_audio_logits=frame[..., 1],  # (B, T)
+            frame_fused_logits=frame[..., 2],  # (B, T)
             boundary_logits=boundary,
             boundary_offsets=offsets,
-            sync_logits=sync.logits,
-            visual_mask=vm,
-            audio_mask=am,
+            sync_logits=feats.sync_logits,  # (B, T, 2K+1)
+            visual_mask=feats.visual_mask,
+            audio_mask=feats.audio_mask,
             frame_mask=fm,
         )
 
@@ -203,8 +232,6 @@ class AVDetector(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` and ``config.json`` into ``directory``; return it."""
         from safetensors.torch import save_file
-
-        from avdetect import __version__
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -246,9 +273,9 @@ class AVDetector(nn.Module):
             raise CheckpointError(f"architecture {meta['architecture']!r} is not {ARCHITECTURE!r}", config_file)
         try:
             config = DetectorConfig.from_dict(meta["config"])
+            model = cls(config)
         except (ConfigError, TypeError) as err:
             raise CheckpointError(f"invalid model config: {err}", config_file) from err
-        model = cls(config)
         try:
             state = load_file(str(weights), device=str(map_location))
         except (SafetensorError, OSError) as err:

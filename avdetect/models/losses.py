@@ -3,7 +3,7 @@
 Terms (weights in :class:`~avdetect.models.config.LossWeights`):
 
 * ``clip``: BCE of the real/fake logit; ``category``: cross-entropy over the four
-  FakeAVCeleb categories (label ``-1`` = unknown, ignored);
+  categories of :data:`avdetect.vocab.CATEGORIES` (label ``-1`` = unknown, ignored);
 * ``frame_visual`` / ``frame_audio`` / ``frame_fused``: per-frame BCE, averaged over frames
   where the label is known and the modality is present (``visual_mask``/``audio_mask``/
   ``frame_mask`` from the output);
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from avdetect.models.config import LossWeights
-from avdetect.models.detector import CATEGORIES, DetectorOutput
+from avdetect.models.detector import DetectorOutput
+from avdetect.vocab import category_index
 
 
 @dataclass
@@ -35,7 +36,7 @@ class DetectorTargets:
     """Per-clip and per-frame training targets on the 25 Hz grid."""
 
     clip_label: torch.Tensor  # (B,) float, 1 = fake
-    category: torch.Tensor  # (B,) long index into CATEGORIES, -1 = unknown
+    category: torch.Tensor  # (B,) long index into avdetect.vocab.CATEGORIES, -1 = unknown
     frame_visual: torch.Tensor  # (B, T) float, 1 = visual manipulated
     frame_audio: torch.Tensor  # (B, T) float, 1 = audio manipulated
     frame_fused: torch.Tensor  # (B, T) float, 1 = either manipulated
@@ -91,10 +92,7 @@ class DetectorTargets:
                 bnd[b, :n, 1] = np.maximum(bnd[b, :n, 1], np.exp(-0.5 * ((centre[:n] - 0.5 - (e - 1)) / sigma) ** 2))
                 off[b, lo:hi, 0] = centre[lo:hi] - s  # frame centre -> segment start
                 off[b, lo:hi, 1] = e - centre[lo:hi]  # frame centre -> segment end
-            has_v, has_a = bool(fv[b].any()), bool(fa[b].any())
-            cats[b] = CATEGORIES.index(
-                {(False, False): "RealVideo-RealAudio", (True, False): "FakeVideo-RealAudio",
-                 (False, True): "RealVideo-FakeAudio", (True, True): "FakeVideo-FakeAudio"}[(has_v, has_a)])
+            cats[b] = category_index(fv[b].any(), fa[b].any())
         if category is not None:
             cats = np.asarray(category, np.int64)
         return cls(

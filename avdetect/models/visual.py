@@ -1,6 +1,17 @@
-"""VisualEncoder: a video transformer over mouth (and optional face) crops, one vector per frame.
+"""Visual encoders: mouth (and optional face) crops -> one vector per 25 Hz frame.
 
-Design (TimeSformer-style divided attention, sized by :class:`VisualConfig`):
+The encoder class is chosen by ``VisualConfig.arch`` from :data:`VISUAL_ENCODERS` (register a
+new one with :func:`register_visual_encoder`; :func:`build_visual_encoder` builds it). The
+contract every registered class follows:
+
+* ``__init__(cfg: VisualConfig)``;
+* ``forward(mouth (B, T, 3, H, W), mask (B, T) bool, face (B, T, 3, H', W') | None) -> (B, T, cfg.dim)``,
+  where the content of frames with ``mask`` False never changes any output;
+* a ``missing`` parameter ``(cfg.dim,)``: the feature of a frame without a face, which the
+  detector also uses when the whole visual branch is skipped.
+
+``spacetime`` (:class:`VisualEncoder`, the default), TimeSformer-style divided attention,
+sized by :class:`VisualConfig`:
 
 * crops ``(B, T, 3, H, W)`` (uint8 0..255 or float 0..1) are resized inside the model to
   the configured internal resolution and normalised with ImageNet mean/std;
@@ -26,6 +37,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from avdetect.errors import ConfigError
 from avdetect.models.config import VisualConfig
 from avdetect.models.layers import MLP, Attention, key_mask_to_attn_mask, masked_attention
 
@@ -72,13 +84,12 @@ class SpaceTimeBlock(nn.Module):
 class _CropStem(nn.Module):
     """Resize + normalise + tubelet patch embedding of one crop stream."""
 
-    def __init__(self, in_size: int, size: int, patch: int, tubelet: int, dim: int):
+    def __init__(self, size: int, patch: int, tubelet: int, dim: int):
         super().__init__()
         if size % patch:
             raise ValueError(f"internal crop size {size} is not divisible by patch size {patch}")
         if tubelet < 1 or tubelet % 2 == 0:
             raise ValueError(f"tubelet must be a positive odd number of frames, got {tubelet}")
-        self.in_size = in_size
         self.size = size
         self.proj = nn.Conv3d(3, dim, kernel_size=(tubelet, patch, patch), stride=(1, patch, patch),
                               padding=(tubelet // 2, 0, 0))
@@ -102,15 +113,39 @@ class _CropStem(nn.Module):
         return rearrange(x, "b d t h w -> b t (h w) d") + self.pos  # (B, T, N, D)
 
 
+VISUAL_ENCODERS: dict[str, type[nn.Module]] = {}
+
+
+def register_visual_encoder(name: str):
+    """Class decorator: make an encoder class available as ``VisualConfig(arch=name)``."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in VISUAL_ENCODERS:
+            raise ValueError(f"visual encoder {name!r} is already registered")
+        VISUAL_ENCODERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_visual_encoder(cfg: VisualConfig) -> nn.Module:
+    """The encoder ``cfg.arch`` built from ``cfg``; :class:`ConfigError` naming the known ones otherwise."""
+    cls = VISUAL_ENCODERS.get(cfg.arch)
+    if cls is None:
+        raise ConfigError(f"unknown visual encoder arch {cfg.arch!r}; known: {', '.join(sorted(VISUAL_ENCODERS))}")
+    return cls(cfg)
+
+
+@register_visual_encoder("spacetime")
 class VisualEncoder(nn.Module):
-    """Per-frame visual features ``(B, T, dim)`` from mouth (+ optional face) crops."""
+    """Per-frame visual features ``(B, T, dim)`` from mouth (+ optional face) crops (arch ``spacetime``)."""
 
     def __init__(self, cfg: VisualConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.mouth_stem = _CropStem(cfg.input_mouth_size, cfg.mouth_size, cfg.patch_size, cfg.tubelet, d)
-        self.face_stem = (_CropStem(cfg.input_face_size, cfg.face_size, cfg.face_patch_size, cfg.tubelet, d)
+        self.mouth_stem = _CropStem(cfg.mouth_size, cfg.patch_size, cfg.tubelet, d)
+        self.face_stem = (_CropStem(cfg.face_size, cfg.face_patch_size, cfg.tubelet, d)
                           if cfg.use_face else None)
         self.cls = nn.Parameter(torch.zeros(1, 1, 1, d))
         nn.init.trunc_normal_(self.cls, std=0.02)

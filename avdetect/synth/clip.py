@@ -118,8 +118,9 @@ class ClipTruth:
 
     @property
     def modify_type(self) -> str:
-        v, a = self.modify_video, self.modify_audio
-        return "both_modified" if v and a else "visual_modified" if v else "audio_modified" if a else "real"
+        from avdetect.vocab import modify_type_of
+
+        return modify_type_of(self.modify_video, self.modify_audio)
 
     def to_dict(self) -> dict:
         d = asdict(self)

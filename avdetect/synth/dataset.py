@@ -28,6 +28,7 @@ import numpy as np
 from avdetect.errors import ConfigError
 from avdetect.synth.clip import VARIANTS, ClipSpec, ClipTruth, Manipulation, render_clip
 from avdetect.timegrid import frames_to_seconds, n_frames_for_duration
+from avdetect.vocab import MODIFY_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def generate(out_dir: str | Path, n: int = 100, seed: int = 0, *, workers: int =
         "out_dir": str(out), "n": len(items),
         "splits": {s: len(av1m[s]) for s in SPLITS},
         "modify_type": {k: sum(1 for s in SPLITS for e in av1m[s] if e["modify_type"] == k)
-                        for k in ("real", "visual_modified", "audio_modified", "both_modified")},
+                        for k in MODIFY_TYPES},
     }
     logger.info("generated %d clips in %s", len(items), out)
     return summary
