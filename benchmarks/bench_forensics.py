@@ -56,7 +56,7 @@ def main() -> None:
         sys.exit("no input: give FILE (no sample clips found)")
     from avdetect.faces import FaceTracker
     from avdetect.forensics import analyze
-    from avdetect.forensics.analyze import ANALYSES
+    from avdetect.forensics import analysis_names
     from avdetect.forensics.audio import analyze_audio_splices, audio_frame_features, bandwidth_fact
     from avdetect.forensics.blinks import blink_evidence
     from avdetect.forensics.container import container_evidence
@@ -100,7 +100,7 @@ def main() -> None:
             t = time.perf_counter()
             res = analyze(load_media(path))
             t_all.append(time.perf_counter() - t)
-        assert set(res.ran) == set(ANALYSES), res.skipped
+        assert set(res.ran) == set(analysis_names()), res.skipped
     med = statistics.median
     print(f"input: {src.name} concatenated to {minutes:.2f} min ({path.suffix}, {load_media(src).info.working_size} px)")
     print(f"{'stage':<34}{'s / min of video':>18}")

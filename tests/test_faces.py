@@ -1,14 +1,27 @@
 """Face and mouth tracks: coverage on real clips, mouth centring, any resolution, main speaker."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
 
 from avdetect import load_media
 from avdetect.errors import FaceBackendError, MissingWeightsError
-from avdetect.faces import FACE_SIZE, MOUTH_SIZE, FaceTracker, get_backend, track_faces
-from avdetect.faces.crops import crop, crop_i420, mouth_box_from_landmarks
+from avdetect.faces import (
+    FACE_SIZE,
+    MOUTH_SIZE,
+    FaceTrack,
+    FaceTracker,
+    face_backend_names,
+    get_backend,
+    register_face_backend,
+    track_faces,
+    unregister_face_backend,
+)
+from avdetect.faces.backends import Detection
+from avdetect.faces.crops import crop, crop_i420, mouth_box_from_face, mouth_box_from_landmarks
 from conftest import SAMPLES_DIR, run_ffmpeg, sample_clips
 
 CLIPS = sample_clips()
@@ -101,14 +114,73 @@ def test_faceless_video(tmp_path):
     assert (track.mouth[~track.valid] == 0).all()
 
 
-def test_windows_equal_whole_track(tmp_path):
-    p = tmp_path / "noface.mp4"
-    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3", "-c:v", "libx264", str(p))
-    media = load_media(p)
-    parts = list(FaceTracker(crops=False).iter_windows(media, window=20))
-    assert [p.start_frame for p in parts] == list(range(0, 75, 20))
-    assert sum(len(p) for p in parts) == 75
-    assert parts[0].mouth is None
+@pytest.fixture(scope="module")
+def talking_face(tmp_path_factory):
+    """A synthetic talking head, 3.2 s (80 frames): the face moves and the mouth opens and closes."""
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    path = tmp_path_factory.mktemp("faces") / "talking.mp4"
+    render_clip(path, ClipSpec(seed=7, duration=3.2, size=192, crf=18, manipulation=Manipulation(kind="real")))
+    return load_media(path)
+
+
+def test_windows_equal_whole_track(talking_face):
+    """Tracking window by window (23 frames: boundaries between keyframes) gives, frame for frame,
+    the boxes, validity, track ids and crops of tracking the clip in one piece."""
+    media = talking_face
+    whole = FaceTracker(crops=True).track(media)
+    assert len(whole) == media.n_frames == 80 and whole.coverage > 0.9
+    assert whole.mouth[whole.valid].std(axis=0).mean() > 1.0  # the crops change from frame to frame
+    parts = list(FaceTracker(crops=True).iter_windows(media, window=23))
+    assert [p.start_frame for p in parts] == [0, 23, 46, 69] and [len(p) for p in parts] == [23, 23, 23, 11]
+    joined = FaceTrack.concatenate(parts)
+    for name in ("boxes", "mouth_boxes", "confidence", "valid", "track_ids", "mouth", "face"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
+    assert [t.to_dict() for t in joined.tracks] == [t.to_dict() for t in whole.tracks]
+    boxes_only = list(FaceTracker(crops=False).iter_windows(media, window=23))
+    assert boxes_only[0].mouth is None
+    np.testing.assert_array_equal(FaceTrack.concatenate(boxes_only).boxes, whole.boxes)
+
+
+class FixedBox:
+    """A test backend: one face, always at the same place (any frame, any search)."""
+
+    name = "fixed-box"
+    wants_rgb = True
+
+    def __init__(self, box=(60.0, 50.0, 130.0, 120.0)):
+        self.box = np.array(box, np.float32)
+        self.calls = 0
+
+    def detect(self, frame, min_face=0.06):
+        assert frame.ndim == 3 and frame.shape[2] == 3  # wants_rgb: RGB frames
+        self.calls += 1
+        return [Detection(self.box.copy(), 0.9)]
+
+    def detect_near(self, frame, box, expand=1.8):
+        self.calls += 1
+        return [Detection(self.box.copy(), 0.9)]
+
+
+def test_a_registered_backend_tracks_a_clip(talking_face):
+    """A new face backend is one class and one register_face_backend call: FaceTracker finds it
+    by name and its boxes become the track."""
+    register_face_backend("fixed_box", FixedBox)
+    try:
+        assert face_backend_names()[:2] == ("opencv", "face-alignment") and "fixed-box" in face_backend_names()
+        tracker = FaceTracker(backend="Fixed-Box", track_every=1, detect_every=1)  # the detector on every frame
+        track = tracker.track(talking_face)
+    finally:
+        unregister_face_backend("fixed-box")
+    assert "fixed-box" not in face_backend_names()
+    assert tracker.backend.calls > 0 and track.backend == "fixed-box" and track.coverage == 1.0
+    np.testing.assert_allclose(track.boxes, np.tile(FixedBox().box, (len(track), 1)), atol=1e-4)
+    np.testing.assert_allclose(track.mouth_boxes[0], mouth_box_from_face(FixedBox().box), atol=1e-4)
+    assert track.mouth.shape == (80, MOUTH_SIZE, MOUTH_SIZE, 3) and track.mouth.any()
+    # an instance works as well; an object that is no backend is refused with what it lacks
+    assert FaceTracker(backend=FixedBox(), crops=False).track(talking_face).coverage == 1.0
+    with pytest.raises(FaceBackendError, match="lacks detect_near"):
+        FaceTracker(backend=SimpleNamespace(name="x", wants_rgb=False, detect=lambda frame, min_face=0.06: []))
 
 
 def test_crop_from_i420_matches_rgb_crop():
@@ -159,5 +231,7 @@ def test_face_alignment_without_weights_names_files(tmp_path, monkeypatch):
 
 
 def test_unknown_backend():
-    with pytest.raises(FaceBackendError, match="unknown face backend"):
+    with pytest.raises(FaceBackendError, match="unknown face backend 'dlib'; registered: opencv, face-alignment"):
         get_backend("dlib")
+    with pytest.raises(FaceBackendError, match="unknown face backend"):
+        FaceTracker(backend="dlib")

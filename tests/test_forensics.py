@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from avdetect.errors import ConfigError
-from avdetect.forensics import ANALYSES, Evidence, analyze
+from avdetect.forensics import Evidence, analysis_names, analyze
 from avdetect.media import load_media
 from conftest import run_ffmpeg, sample_clips
 
@@ -41,6 +41,78 @@ def test_unknown_kind_is_a_config_error(tmp_path):
     sf.write(path, np.zeros(SR, np.float32), SR)
     with pytest.raises(ConfigError, match="unknown evidence kind"):
         analyze(load_media(path), kinds=["sync", "bogus"])
+
+
+def _tiny_analysis(kind: str = "tiny_peak", emit: str | None = None):
+    """A test analysis: needs audio, emits one span item of ``emit`` (default: its own kind) and
+    a per-frame track its lane draws."""
+    from avdetect.forensics import Analysis, LaneSeries, Track
+    from avdetect.timegrid import frames_to_seconds
+
+    def run(inputs):
+        n = len(inputs.audio)
+        item = Evidence(emit or kind, 1.0, 1.5, {"level": 0.9}, "a tiny peak.", 0.7, "a test analysis")
+        return [item], {"tiny": Track(frames_to_seconds(np.arange(n)), {"level": np.linspace(0.0, 1.0, n)}, "test level")}
+
+    return Analysis("tiny", kinds=(kind,), labels={kind: "tiny peak"}, needs=("audio",), run=run,
+                    series={kind: LaneSeries("tiny", ("level",), 1.0, "max", note="test level")})
+
+
+def test_a_registered_analysis_reaches_the_report_and_its_lane(tmp_path):
+    """A new evidence kind is one Analysis and one register_analysis call: analyze() runs it (or
+    skips it with the reason when its input is missing), report_dict() carries its kind, label
+    and series, and the report's lanes show it with its line, no other file touched."""
+    from avdetect.forensics import register_analysis, unregister_analysis
+    from avdetect.report.lanes import evidence_lanes
+    from test_report_html import _report
+
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, _speechlike(3, np.random.default_rng(5)), SR)
+    mute = tmp_path / "mute.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1", "-c:v", "libx264", "-preset", "ultrafast", str(mute))
+    register_analysis(_tiny_analysis())
+    try:
+        assert analysis_names()[-1] == "tiny"
+        res = analyze(load_media(wav))
+        silent = analyze(load_media(mute), kinds=["container", "tiny"])
+    finally:
+        unregister_analysis("tiny")
+    assert "tiny" not in analysis_names()
+    assert res.ran[-1] == "tiny" and "tiny" in res.seconds and [e.kind for e in res.of_kind("tiny_peak")] == ["tiny_peak"]
+    assert silent.skipped["tiny"] == "the file has no audio stream" and silent.ran == ["container"]
+    rd = res.report_dict()
+    assert set(rd) == {"ran", "skipped", "seconds", "tracks", "catalog"}
+    assert all(v == round(v, 4) for v in rd["seconds"].values())
+    assert rd["catalog"]["tiny_peak"] == {"label": "tiny peak", "analysis": "tiny", "series": {
+        "track": "tiny", "names": ["level"], "full_scale": 1.0, "reduce": "max", "mask": None, "note": "test level"}}
+    assert list(rd["catalog"])[:2] == ["container", "audio_splice"]
+    d = _report(3.0, res.evidence_dicts(), ran=rd["ran"], skipped=rd["skipped"], tracks=rd["tracks"], catalog=rd["catalog"])
+    lane = {l.kind: l for l in evidence_lanes(d)}["tiny_peak"]
+    assert lane.label == "tiny peak" and lane.bars == [(1.0, 1.5, 0.7)] and lane.line_note == "test level"
+    t, y = lane.line
+    assert len(t) == 75 and y[0] == 0.0 and y[-1] == 1.0
+
+
+def test_registry_checks_the_declaration_and_what_runs_produce(tmp_path):
+    from avdetect.forensics import Analysis, register_analysis, unregister_analysis
+
+    with pytest.raises(ConfigError, match="already belong to analysis 'sync'"):
+        register_analysis(_tiny_analysis(kind="sync_span"))
+    with pytest.raises(ConfigError, match="labels must name exactly its kinds"):
+        register_analysis(Analysis("tiny", kinds=("a_kind",), labels={}, needs=(), run=lambda inputs: ([], {})))
+    with pytest.raises(ConfigError, match="unknown input"):
+        register_analysis(Analysis("tiny", kinds=("a_kind",), labels={"a_kind": "a"}, needs=("smell",), run=lambda inputs: ([], {})))
+    with pytest.raises(ConfigError, match="already registered"):
+        register_analysis(Analysis("sync", kinds=("a_kind",), labels={"a_kind": "a"}, needs=(), run=lambda inputs: ([], {})))
+    assert "tiny" not in analysis_names()
+    path = tmp_path / "a.wav"
+    sf.write(path, _speechlike(2, np.random.default_rng(6)), SR)
+    register_analysis(_tiny_analysis(emit="sync_span"))  # declares tiny_peak, emits another analysis's kind
+    try:
+        with pytest.raises(ValueError, match="not among its declared kinds"):
+            analyze(load_media(path), kinds=["tiny"])
+    finally:
+        unregister_analysis("tiny")
 
 
 def _speechlike(seconds: float, rng, f0=140.0) -> np.ndarray:
@@ -261,7 +333,7 @@ def test_untouched_real_clips_not_flagged_strongly(clip):
     res = analyze(load_media(clip))
     strong = [e.to_dict() for e in res.evidence if e.strength >= 0.5]
     assert not strong, strong
-    assert set(res.ran) == set(ANALYSES)
+    assert set(res.ran) == set(analysis_names())
 
 
 def test_untouched_loops_have_no_strong_sync_span(looped_clips):

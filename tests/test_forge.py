@@ -109,13 +109,14 @@ def test_shift_span_moves_audio_inside_the_span():
 
 
 def test_griffin_lim_keeps_the_spectrum_but_not_the_waveform():
-    import librosa
+    from scipy.signal import stft
 
     y = _speech(1.5, seed=4)
     g = ops.griffin_lim(y, n_iter=16)
     assert len(g) == len(y)
-    m1 = np.log1p(np.abs(librosa.stft(y, n_fft=512)))
-    m2 = np.log1p(np.abs(librosa.stft(g, n_fft=512)))
+    # magnitudes from scipy (an STFT independent of the librosa one griffin_lim uses)
+    m1 = np.log1p(np.abs(stft(y, nperseg=512, noverlap=384)[2]))
+    m2 = np.log1p(np.abs(stft(g, nperseg=512, noverlap=384)[2]))
     assert np.corrcoef(m1.ravel(), m2.ravel())[0, 1] > 0.8
     assert abs(np.corrcoef(y, g)[0, 1]) < 0.9  # the phase is gone
 

@@ -16,7 +16,7 @@ import pytest
 
 from avdetect.report import DetectionReport, ModalityResult, Provenance, QualityWarning, Segment, Tracks, to_html
 from avdetect.report import validate_report
-from avdetect.report.lanes import N_BINS, evidence_lanes, known_kinds
+from avdetect.report.lanes import N_BINS, evidence_lanes, known_kinds, report_catalog
 from conftest import HTMLCollector
 
 FPS = 25.0
@@ -27,9 +27,18 @@ def _item(kind: str, a: float | None, b: float | None, strength: float, value=No
             "explanation": f"{kind} sentence {a}", "reliability": "test"}
 
 
+def _catalog() -> dict:
+    """The catalog of the registered analyses, as ``ForensicsResult.report_dict()`` writes it."""
+    from avdetect.forensics import catalog
+
+    return json.loads(json.dumps(catalog()))
+
+
 def _report(duration_s: float, evidence: list[dict], ran: list[str], skipped: dict[str, str],
-            tracks: dict | None = None, segments: list[Segment] | None = None) -> dict:
-    """A schema-valid report dict of ``duration_s`` seconds with the given forensics."""
+            tracks: dict | None = None, segments: list[Segment] | None = None, catalog: dict | None = None) -> dict:
+    """A schema-valid report dict of ``duration_s`` seconds with the given forensics, and
+    ``catalog`` (None: none, as in a report written before catalogs existed) as its
+    ``forensics.catalog``."""
     n = int(round(duration_s * FPS))
     rng = np.random.default_rng(0)
     score = [round(float(v), 3) for v in rng.uniform(0, 0.4, n)]
@@ -55,6 +64,8 @@ def _report(duration_s: float, evidence: list[dict], ran: list[str], skipped: di
     )
     d = json.loads(json.dumps(r.to_dict()))  # what a JSON report holds
     validate_report(d)
+    if catalog is not None:  # added after validation until the schema lists forensics.catalog
+        d["forensics"]["catalog"] = catalog
     return d
 
 
@@ -76,7 +87,7 @@ def mixed() -> dict:
     sync = {"description": "per-window", "times_s": times, "corr_at_clip_offset": [0.7] * 17,
             "judged": [1] * 16 + [0], "flagged": [0] * 17}
     return _report(10.0, ev, ran=["container", "audio", "sync", "visual"], skipped={"blinks": "no face was found"},
-                   tracks={"sync": sync}, segments=[Segment(3.0, 6.0, 0.9, "audio", 0.2, 0.9)])
+                   tracks={"sync": sync}, segments=[Segment(3.0, 6.0, 0.9, "audio", 0.2, 0.9)], catalog=_catalog())
 
 
 def test_lanes_order_kinds_bars_and_whole_file_facts(mixed):
@@ -106,10 +117,62 @@ def test_lanes_from_the_report_alone():
     """Without the forensics maps (an old JSON, or forensics not installed): lanes for the kinds
     present and one per skipped analysis, under their raw names."""
     d = _report(5.0, [_item("sync_span", 1.0, 2.0, 0.9), _item("zzz_new", None, None, 0.2)], ran=["sync"],
-                skipped={"blinks": "too short"})
+                skipped={"blinks": "too short"}, catalog=_catalog())
     lanes = evidence_lanes(d, kinds={}, labels={})
     assert [(l.kind, l.label, l.skipped) for l in lanes] == [("sync_span", "sync_span", None), ("zzz_new", "zzz_new", None),
                                                              ("blinks", "blinks", "too short")]
+
+
+def test_old_report_without_catalog_degrades_to_raw_kinds():
+    """A report written before ``forensics.catalog`` existed: one lane per kind present and per
+    skipped analysis, under the raw names, no faint lines (nothing says which track is whose),
+    and the page still renders with the raw names in the evidence table."""
+    sync = {"description": "per-window", "times_s": [1.0, 1.5, 2.0], "corr_at_clip_offset": [0.7] * 3, "judged": [1] * 3}
+    d = _report(5.0, [_item("sync_span", 1.0, 2.0, 0.9), _item("container", None, None, 0.2)], ran=["sync", "container"],
+                skipped={"blinks": "too short"}, tracks={"sync": sync})
+    assert "catalog" not in d["forensics"] and report_catalog(d) == {} and known_kinds(d) == ({}, {})
+    lanes = evidence_lanes(d)
+    assert [(l.kind, l.label, l.skipped, l.line) for l in lanes] == [
+        ("container", "container", None, None), ("sync_span", "sync_span", None, None), ("blinks", "blinks", "too short", None)]
+    page, p = _page(d)
+    rows = re.findall(r"<tr><td>([^<]+)", page[page.index("Training-free evidence"):])
+    assert {r.strip() for r in rows} == {"sync_span", "container"}
+    assert "Faint grey lines" not in " ".join(p.text)
+    assert _png_size(page)[1] == 520 + 3 * 40
+
+
+def test_lanes_come_from_the_catalog_in_the_report():
+    """Labels, lane order and the faint line all follow the report's catalog: a kind the code
+    has never heard of gets its plain-word label and its line from the catalog alone."""
+    cat = {"zz_first": {"label": "first thing", "analysis": "new", "series": {}},
+           "zz_scored": {"label": "scored thing", "analysis": "new",
+                         "series": {"track": "new_track", "names": ["a", "b"], "full_scale": 2.0, "reduce": "max",
+                                    "mask": "ok", "note": "how new it is"}}}
+    track = {"description": "x", "times_s": [0.5, 1.5, 2.5], "a": [1.0, 0.0, 4.0], "b": [0.0, 1.5, None], "ok": [1, 1, 0]}
+    d = _report(4.0, [_item("zz_scored", 1.0, 2.0, 0.6)], ran=["new"], skipped={}, tracks={"new_track": track}, catalog=cat)
+    lanes = evidence_lanes(d)
+    assert [(l.kind, l.label) for l in lanes] == [("zz_first", "first thing"), ("zz_scored", "scored thing")]
+    t, y = lanes[1].line
+    assert list(t) == [0.5, 1.5, 2.5] and np.allclose(y[:2], [0.5, 0.75]) and np.isnan(y[2])
+    assert lanes[1].line_note == "how new it is" and lanes[0].line is None
+    page, p = _page(d)
+    assert "scored thing: how new it is" in " ".join(p.text)
+
+
+def test_lanes_module_never_imports_forensics():
+    """report/ lays out lanes from the report dict alone: in a fresh interpreter, laying out and
+    rendering a report with a catalog loads no part of avdetect.forensics."""
+    import subprocess
+    import sys
+
+    d = _report(3.0, [_item("sync_span", 1.0, 2.0, 0.9)], ran=["sync"], skipped={}, catalog=_catalog())
+    code = ("import json, sys; from avdetect.report.lanes import evidence_lanes; from avdetect.report.html import render_html; "
+            "d = json.loads(sys.stdin.read()); lanes = evidence_lanes(d); render_html(d); "
+            "assert [l.label for l in lanes if l.kind == 'sync_span'] == ['lip sync'], lanes; "
+            "print(sorted(m for m in sys.modules if m.startswith('avdetect.forensics')))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(d), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("forensics", [
@@ -168,7 +231,7 @@ def _png_size(page: str) -> tuple[int, int]:
 def test_html_names_table_rows_as_lanes_and_stays_self_contained(mixed):
     page, p = _page(mixed)
     text = " ".join(p.text)
-    _, labels = known_kinds()
+    _, labels = known_kinds(mixed)
     lanes = evidence_lanes(mixed)
     assert len(lanes) == 9
     # evidence table rows use the lanes' plain-word names (first cell of each row)
@@ -188,8 +251,8 @@ def test_html_names_table_rows_as_lanes_and_stays_self_contained(mixed):
 
 
 def test_every_known_kind_has_a_plain_label():
-    kinds, labels = known_kinds()
-    assert kinds, "avdetect.forensics should be importable in the test environment"
+    kinds, labels = known_kinds({"forensics": {"catalog": _catalog()}})
+    assert list(kinds) == ["container", "audio", "sync", "visual", "blinks"]
     every = [k for ks in kinds.values() for k in ks]
     assert set(labels) == set(every)
     assert all(labels[k] != k for k in every if "_" in k)  # snake_case names always get plain words
@@ -201,7 +264,7 @@ def test_hour_long_page_renders(tmp_path):
     ev = [_item("visual_change", float(a), float(a) + 0.4, float(s))
           for a, s in zip(np.sort(rng.uniform(0, 3590, 500)), rng.uniform(0, 1, 500))]
     d = _report(3600.0, ev, ran=["visual", "container"], skipped={"audio": "the file has no audio stream",
-                                                                  "sync": "the file has no audio stream"})
+                                                                  "sync": "the file has no audio stream"}, catalog=_catalog())
     page, p = _page(d)
     text = " ".join(p.text)
     assert text.count("skipped: the file has no audio stream") == 4  # two kinds each for audio and sync, in the table note

@@ -5,9 +5,23 @@
     track.coverage, track.explanation
 
 Crop sizes are recorded once, in :mod:`avdetect.faces.crops` (``MOUTH_SIZE``, ``FACE_SIZE``).
+Face detectors follow :class:`FaceBackend` and are registered by name below (a new backend: a
+module with its class, and one line here); ``FaceTracker(backend="name")`` builds one.
 """
-from avdetect.faces.backends import BACKENDS, get_backend
+from avdetect.faces.backends import (
+    FaceAlignmentBackend,
+    FaceBackend,
+    OpenCVBackend,
+    face_backend_names,
+    get_backend,
+    register_face_backend,
+    unregister_face_backend,
+)
 from avdetect.faces.crops import FACE_SIZE, MOUTH_SIZE
 from avdetect.faces.tracking import FaceTrack, FaceTracker, TrackSummary, track_faces
 
-__all__ = ["BACKENDS", "FACE_SIZE", "MOUTH_SIZE", "FaceTrack", "FaceTracker", "TrackSummary", "get_backend", "track_faces"]
+register_face_backend("opencv", OpenCVBackend)
+register_face_backend("face-alignment", FaceAlignmentBackend)
+
+__all__ = ["FACE_SIZE", "MOUTH_SIZE", "FaceBackend", "FaceTrack", "FaceTracker", "TrackSummary", "face_backend_names",
+           "get_backend", "register_face_backend", "track_faces", "unregister_face_backend"]

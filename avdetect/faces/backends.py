@@ -1,6 +1,12 @@
-"""Face detector backends.
+"""Face detector backends: the :class:`FaceBackend` protocol, its registry, and the built-ins.
 
-A backend finds faces in one RGB frame, optionally only inside a region of interest:
+A backend finds faces in one frame (luma or RGB, as it says), over the whole frame or only
+around a known face; :class:`~avdetect.faces.FaceTracker` calls nothing else. Backends are
+registered by name (:func:`register_face_backend`; the built-ins in :mod:`avdetect.faces`) and
+built by :func:`get_backend`, which is what ``FaceTracker(backend="name")`` uses. A new backend
+is one module with a class that follows :class:`FaceBackend`, and one
+``register_face_backend("name", TheClass)`` line in ``avdetect/faces/__init__.py`` (or in the
+caller's own code). The built-ins:
 
 * ``opencv`` (default, offline): the Haar cascades shipped with opencv-python-headless<5
   (frontal face; profile faces as a fallback inside a tracked region). It has no landmarks:
@@ -17,17 +23,15 @@ the frame, not on the frame's resolution.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from avdetect.errors import FaceBackendError, MissingWeightsError
-
-log = logging.getLogger(__name__)
 
 TRACK_FACE_PX = 72  # face size in pixels when re-detecting around a tracked face
 HAAR_MIN_PX = 24  # the frontal cascade's window
@@ -35,9 +39,34 @@ HAAR_MIN_PX = 24  # the frontal cascade's window
 
 @dataclass
 class Detection:
-    box: np.ndarray  # (4,) x1, y1, x2, y2 in frame pixels
+    """One face a backend found."""
+
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in frame pixels
     score: float  # 0..1
-    landmarks: np.ndarray | None = None  # (68, 2) when the backend gives them
+    landmarks: np.ndarray | None = None  # (68, 2) iBUG points when the backend gives them (then the mouth box follows them)
+
+
+@runtime_checkable
+class FaceBackend(Protocol):
+    """What :class:`~avdetect.faces.FaceTracker` needs from a face detector.
+
+    Attributes:
+        name: recorded in every :class:`~avdetect.faces.FaceTrack` (``track.backend``).
+        wants_rgb: True: ``frame`` is (H, W, 3) uint8 RGB; False: (H, W) uint8 luma (cheaper:
+            the tracker passes the Y plane of the decoded I420 frame as it is).
+    """
+
+    name: str
+    wants_rgb: bool
+
+    def detect(self, frame: np.ndarray, min_face: float = 0.06) -> list[Detection]:
+        """Faces anywhere in ``frame`` at least ``min_face`` of its shorter side (any order)."""
+        ...
+
+    def detect_near(self, frame: np.ndarray, box: np.ndarray, expand: float = 1.8) -> list[Detection]:
+        """Faces around the known face ``box`` (4,) x1, y1, x2, y2 (a region ``expand`` x its
+        size); boxes in the coordinates of the whole ``frame``. [] when none."""
+        ...
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
@@ -63,7 +92,6 @@ class OpenCVBackend:
     """Haar cascades (frontal + profile) with contrast equalisation and scale control."""
 
     name = "opencv"
-    has_landmarks = False
     wants_rgb = False  # works on luma: the tracker passes the Y plane of I420 frames
 
     def __init__(self, min_neighbors: int = 5):
@@ -191,7 +219,6 @@ class FaceAlignmentBackend:
     """S3FD + FAN 68-point landmarks from the ``face-alignment`` package (weights must be local)."""
 
     name = "face-alignment"
-    has_landmarks = True
     wants_rgb = True
 
     def __init__(self, device: str = "cpu"):
@@ -229,12 +256,54 @@ class FaceAlignmentBackend:
         return self._landmark_dets(frame, boxes=[np.array([x1, y1, x2, y2, 1.0], dtype=np.float32)])
 
 
-BACKENDS = {"opencv": OpenCVBackend, "face-alignment": FaceAlignmentBackend}
+# ---------------------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[..., FaceBackend]] = {}
 
 
-def get_backend(name: str = "opencv", **kwargs):
-    """Instantiate a backend by name (``opencv`` or ``face-alignment``)."""
-    key = name.lower().replace("_", "-")
-    if key not in BACKENDS:
-        raise FaceBackendError(f"unknown face backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-    return BACKENDS[key](**kwargs)
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("_", "-")
+
+
+def register_face_backend(name: str, factory: Callable[..., FaceBackend], replace: bool = False) -> None:
+    """Make ``factory(**kwargs)`` (usually the backend class) available as ``name`` (case and
+    ``_``/``-`` do not matter) to :func:`get_backend` and ``FaceTracker(backend=name)``."""
+    key = _key(name)
+    if not key or not callable(factory):
+        raise FaceBackendError(f"a face backend needs a name and a callable factory, got {name!r}, {factory!r}")
+    if key in _REGISTRY and not replace and _REGISTRY[key] is not factory:
+        raise FaceBackendError(f"a face backend named {key!r} is already registered (pass replace=True)")
+    _REGISTRY[key] = factory
+
+
+def unregister_face_backend(name: str) -> None:
+    """Remove the backend registered as ``name``."""
+    if _REGISTRY.pop(_key(name), None) is None:
+        raise FaceBackendError(f"no face backend named {name!r} is registered (registered: {', '.join(_REGISTRY)})")
+
+
+def face_backend_names() -> tuple[str, ...]:
+    """Names of the registered face backends, in registration order (``opencv`` first)."""
+    return tuple(_REGISTRY)
+
+
+def get_backend(name: str = "opencv", **kwargs) -> FaceBackend:
+    """Build the backend registered as ``name`` (keyword arguments go to its factory).
+
+    Raises :class:`~avdetect.errors.FaceBackendError` for a name nobody registered (the message
+    lists the registered ones) or a factory whose result is not a :class:`FaceBackend`;
+    backends raise it (or :class:`~avdetect.errors.MissingWeightsError`) when they cannot run.
+    """
+    key = _key(name)
+    if key not in _REGISTRY:
+        raise FaceBackendError(f"unknown face backend {name!r}; registered: {', '.join(_REGISTRY) or 'none'}")
+    return as_backend(_REGISTRY[key](**kwargs))
+
+
+def as_backend(backend) -> FaceBackend:
+    """``backend`` if it follows :class:`FaceBackend`, else a :class:`~avdetect.errors.FaceBackendError`
+    saying what it lacks."""
+    if not isinstance(backend, FaceBackend):
+        lacks = [m for m in ("name", "wants_rgb", "detect", "detect_near") if not hasattr(backend, m)]
+        raise FaceBackendError(f"{type(backend).__name__} is not a face backend "
+                               f"(it lacks {', '.join(lacks)}; see avdetect.faces.FaceBackend)")
+    return backend

@@ -24,7 +24,6 @@ held besides the crops of the current output window):
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -32,7 +31,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from avdetect.faces.backends import Detection, get_backend, shrink
+from avdetect.faces.backends import Detection, FaceBackend, as_backend, get_backend, shrink
 from avdetect.faces.crops import (
     FACE_SIZE,
     MOUTH_SIZE,
@@ -42,8 +41,6 @@ from avdetect.faces.crops import (
     mouth_box_from_face,
     mouth_box_from_landmarks,
 )
-
-log = logging.getLogger(__name__)
 
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
@@ -192,7 +189,8 @@ class FaceTracker:
     """Streaming face tracker. ``track(media)`` for a whole clip, ``iter_windows`` for long ones.
 
     Args:
-        backend: ``"opencv"`` (default) or ``"face-alignment"``, or a backend instance.
+        backend: the name of a registered backend (:func:`~avdetect.faces.face_backend_names`:
+            ``"opencv"``, the default, or ``"face-alignment"``), or a :class:`~avdetect.faces.FaceBackend`.
         track_every: frames between keyframes (measurements; boxes are interpolated between).
         detect_every: frames between detector runs on a confirmed, well-matched track.
         search_every: frames between whole-frame searches for new faces while tracking.
@@ -203,10 +201,10 @@ class FaceTracker:
     """
 
     def __init__(
-        self, backend="opencv", track_every: int = 5, detect_every: int = 25, search_every: int = 50,
+        self, backend: str | FaceBackend = "opencv", track_every: int = 5, detect_every: int = 25, search_every: int = 50,
         min_face: float = 0.06, max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
     ):
-        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.backend = get_backend(backend) if isinstance(backend, str) else as_backend(backend)
         self.track_every = max(1, int(track_every))
         self.detect_every = max(self.track_every, int(detect_every))
         self.search_every = max(self.track_every, int(search_every))
@@ -359,7 +357,7 @@ class FaceTracker:
         out = _Window(start, window, w, h, self.crops)
         prev_key: int | None = None
         t_window = time.perf_counter()
-        wants_rgb = getattr(self.backend, "wants_rgb", False)
+        wants_rgb = bool(self.backend.wants_rgb)
         for first, frames in media.iter_windows(size=min(window, 50), start=start, stop=stop, pixel_format="yuv420p"):
             for k in range(len(frames)):
                 i = first + k

@@ -1,42 +1,70 @@
-"""The one entry point: :func:`analyze` runs every requested analysis that the media allows."""
+"""The one entry point: :func:`analyze` runs every requested analysis that the media allows.
+
+The analyses are the :class:`~avdetect.forensics.registry.Analysis` objects registered at the
+end of this module (in the order they run); each declares its evidence kinds and the inputs it
+needs, which are computed here once, on first need: ``audio`` (per-frame audio features) and
+``faces`` (per-frame face features, from the caller's or from a face tracking done here).
+"""
 from __future__ import annotations
 
-import logging
 import time
 
 from avdetect.errors import ConfigError
-from avdetect.forensics.audio import analyze_audio_splices, audio_frame_features, bandwidth_fact
-from avdetect.forensics.blinks import blink_evidence
-from avdetect.forensics.container import container_evidence
+from avdetect.forensics.audio import AUDIO, audio_frame_features
+from avdetect.forensics.blinks import BLINKS
+from avdetect.forensics.container import CONTAINER
 from avdetect.forensics.evidence import ForensicsResult
 from avdetect.forensics.features import FaceFeatures, face_features
-from avdetect.forensics.sync import SyncScorer, sync_evidence, sync_track
-from avdetect.forensics.visual import track_jump_evidence, visual_change_evidence
+from avdetect.forensics.registry import Analysis, Inputs, analysis_names, catalog, register_analysis, registered_analyses
+from avdetect.forensics.sync import SYNC, SyncScorer
+from avdetect.forensics.visual import VISUAL
 
-log = logging.getLogger(__name__)
 
-#: Analyses, in the order they run; ``kinds=`` picks a subset.
-ANALYSES = ("container", "audio", "sync", "visual", "blinks")
-#: Evidence kinds each analysis produces.
-KINDS = {
-    "container": ("container",),
-    "audio": ("audio_splice", "audio_bandwidth"),
-    "sync": ("sync_offset", "sync_span"),
-    "visual": ("visual_change", "face_track_jump"),
-    "blinks": ("blinks",),
-}
-#: Each evidence kind in plain words, as reports name it (timeline lanes, evidence tables).
-KIND_LABELS = {
-    "container": "file container",
-    "audio_splice": "audio splice",
-    "audio_bandwidth": "audio bandwidth",
-    "sync_offset": "lip-sync offset",
-    "sync_span": "lip sync",
-    "visual_change": "face-region change",
-    "face_track_jump": "face track jump",
-    "blinks": "blinks",
-}
-MIN_FACE_COVERAGE = 0.3
+class _Sources:
+    """The inputs of one :func:`analyze` call, computed on first need; ``missing(analysis)`` says
+    why an analysis cannot run (None: it can)."""
+
+    def __init__(self, media, res: ForensicsResult, face_track, face_feats: FaceFeatures | None):
+        self.media, self.res, self.face_track = media, res, face_track
+        self.audio = None
+        self.faces = face_feats
+        self._faces_given = face_feats is not None
+        self._faces_done = False
+
+    def _audio(self):
+        if self.audio is None:
+            t = time.perf_counter()
+            self.audio = audio_frame_features(self.media)
+            self.res.seconds["audio_features"] = time.perf_counter() - t
+        return self.audio
+
+    def _faces(self) -> FaceFeatures:
+        if not self._faces_done:
+            t = time.perf_counter()
+            if not self._faces_given:
+                self.faces = face_features(self.media, face_track=self.face_track)
+            if len(self.faces) < self.media.n_frames:
+                raise ValueError(f"face features cover {len(self.faces)} of {self.media.n_frames} frames")
+            self.res.seconds["face_features"] = time.perf_counter() - t
+            self._faces_done = True
+        return self.faces
+
+    def missing(self, a: Analysis) -> str | None:
+        if "audio" in a.needs:
+            if not self.media.has_audio:
+                return "the file has no audio stream"
+            self._audio()
+        if ("video" in a.needs or "faces" in a.needs) and not self.media.has_video:
+            return "the file has no video stream"
+        if "faces" in a.needs:
+            ff = self._faces()
+            if ff.coverage < a.min_face_coverage or not ff.valid.any():
+                return f"a face is visible in only {ff.coverage:.0%} of the frames" if ff.coverage > 0 else "no face was found"
+        return None
+
+    def inputs(self, a: Analysis, sync_scorer) -> Inputs:
+        return Inputs(media=self.media, audio=self.audio if "audio" in a.needs else None,
+                      faces=self.faces if "faces" in a.needs else None, sync_scorer=sync_scorer)
 
 
 def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None = None,
@@ -47,93 +75,47 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
         media: the loaded file.
         face_track: a :class:`avdetect.faces.FaceTrack` *with crops* covering the whole video,
             if already computed; otherwise faces are tracked here, window by window.
-        kinds: analyses to run (names from :data:`ANALYSES`); None: all.
+        kinds: analyses to run (names from :func:`~avdetect.forensics.registry.analysis_names`);
+            None: all.
         sync_scorer: replaces the training-free sync scorer (e.g. a model's sync head).
         face_feats: per-frame face features already gathered while the caller tracked faces
             (:class:`avdetect.forensics.features.FaceFeatureAccumulator`); then neither decoding
             nor face tracking happens here. Takes precedence over ``face_track``.
 
     Returns: a :class:`ForensicsResult`; analyses that cannot run (no audio, no video, no face)
-    are listed in ``skipped`` with the reason.
+    are listed in ``skipped`` with the reason; ``catalog`` describes every registered kind.
     """
-    wanted = list(ANALYSES) if kinds is None else ([kinds] if isinstance(kinds, str) else list(kinds))
-    unknown = [k for k in wanted if k not in ANALYSES]
+    names = analysis_names()
+    wanted = list(names) if kinds is None else ([kinds] if isinstance(kinds, str) else list(kinds))
+    unknown = [k for k in wanted if k not in names]
     if unknown:
-        raise ConfigError(f"unknown evidence kind(s) {', '.join(unknown)} (choose from {', '.join(ANALYSES)})")
-    res = ForensicsResult(path=media.info.path, duration_s=float(media.duration))
-    for k in ANALYSES:
-        if k not in wanted:
-            res.skipped[k] = "not requested"
-
-    if "container" in wanted:
+        raise ConfigError(f"unknown evidence kind(s) {', '.join(unknown)} (choose from {', '.join(names)})")
+    res = ForensicsResult(path=media.info.path, duration_s=float(media.duration), catalog=catalog())
+    for name in names:
+        if name not in wanted:
+            res.skipped[name] = "not requested"
+    sources = _Sources(media, res, face_track, face_feats)
+    for a in registered_analyses():
+        if a.name not in wanted:
+            continue
+        why = sources.missing(a)
+        if why is not None:
+            res.skipped[a.name] = why
+            continue
         t = time.perf_counter()
-        res.evidence += container_evidence(media.info)
-        res.ran.append("container")
-        res.seconds["container"] = time.perf_counter() - t
-
-    af = None
-    if any(k in wanted for k in ("audio", "sync")):
-        if media.has_audio:
-            t = time.perf_counter()
-            af = audio_frame_features(media)
-            res.seconds["audio_features"] = time.perf_counter() - t
-        else:
-            for k in ("audio", "sync"):
-                if k in wanted:
-                    res.skipped[k] = "the file has no audio stream"
-
-    if "audio" in wanted and af is not None:
-        t = time.perf_counter()
-        ev, tracks = analyze_audio_splices(af)
-        bw = bandwidth_fact(af, media.info.source_sample_rate)
-        res.evidence += ev + ([bw] if bw is not None else [])
+        items, tracks = a.run(sources.inputs(a, sync_scorer))
+        stray = sorted({e.kind for e in items} - set(a.kinds))
+        if stray:
+            raise ValueError(f"analysis {a.name!r} produced evidence of kind(s) {stray}, not among its declared kinds {list(a.kinds)}")
+        res.evidence += items
         res.tracks.update(tracks)
-        res.ran.append("audio")
-        res.seconds["audio"] = time.perf_counter() - t
-
-    ff = None
-    needs_face = [k for k in ("sync", "visual", "blinks") if k in wanted and k not in res.skipped]
-    if needs_face:
-        if not media.has_video:
-            for k in needs_face:
-                res.skipped[k] = "the file has no video stream"
-        else:
-            t = time.perf_counter()
-            ff = face_feats if face_feats is not None else face_features(media, face_track=face_track)
-            if len(ff) < media.n_frames:
-                raise ValueError(f"face features cover {len(ff)} of {media.n_frames} frames")
-            res.seconds["face_features"] = time.perf_counter() - t
-            if ff.coverage < MIN_FACE_COVERAGE:
-                reason = (f"a face is visible in only {ff.coverage:.0%} of the frames" if ff.coverage > 0 else "no face was found")
-                for k in needs_face:
-                    if k != "visual" or ff.valid.sum() == 0:
-                        res.skipped[k] = reason
-                if "visual" in needs_face and ff.valid.sum() > 0:
-                    res.skipped.pop("visual", None)
-
-    if "sync" in wanted and "sync" not in res.skipped and ff is not None and af is not None:
-        t = time.perf_counter()
-        track, frame_score = sync_track(ff.mouth, ff.valid, af.speech_env, af.speech, scorer=sync_scorer)
-        res.evidence += sync_evidence(track, frame_score, af.speech)
-        res.tracks["sync"] = track.to_track()
-        res.ran.append("sync")
-        res.seconds["sync"] = time.perf_counter() - t
-
-    if "visual" in wanted and "visual" not in res.skipped and ff is not None:
-        t = time.perf_counter()
-        ev, tracks = visual_change_evidence(ff)
-        res.evidence += ev + track_jump_evidence(ff)
-        res.tracks.update(tracks)
-        res.ran.append("visual")
-        res.seconds["visual"] = time.perf_counter() - t
-
-    if "blinks" in wanted and "blinks" not in res.skipped and ff is not None:
-        t = time.perf_counter()
-        ev, tracks = blink_evidence(ff)
-        res.evidence += ev
-        res.tracks.update(tracks)
-        res.ran.append("blinks")
-        res.seconds["blinks"] = time.perf_counter() - t
-
+        res.ran.append(a.name)
+        res.seconds[a.name] = time.perf_counter() - t
     res.evidence.sort(key=lambda e: (-e.strength, e.start_s if e.start_s is not None else -1.0))
     return res
+
+
+# The built-in analyses, in the order they run. A new evidence kind: a module declaring its
+# Analysis, and one line here.
+for _analysis in (CONTAINER, AUDIO, SYNC, VISUAL, BLINKS):
+    register_analysis(_analysis)

@@ -26,17 +26,22 @@ sides of it, over speech frames only; spans whose voice matches neither side are
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
+from avdetect.forensics.registry import Analysis, Inputs, LaneSeries
 from avdetect.forensics.signals import change_scores, close_gaps, moving_average, pick_peaks, runs, squash
 from avdetect.forensics.voice import voice_change_evidence, voice_frame_features
-from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_to_seconds
-
-log = logging.getLogger(__name__)
+from avdetect.timegrid import (
+    SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    frame_to_sample,
+    frames_to_seconds,
+    samples_to_seconds,
+    seconds_to_frames_round,
+)
 
 NFFT = 1024
 N_BANDS = 12
@@ -64,6 +69,11 @@ class AudioFrames:
 
     def __len__(self) -> int:
         return len(self.log_energy)
+
+
+def _frames_covering(n_samples: int) -> int:
+    """Grid frames needed to hold ``n_samples`` samples (the last one possibly partial)."""
+    return -(-int(n_samples) // SAMPLES_PER_FRAME)
 
 
 def _band_edges() -> np.ndarray:
@@ -104,21 +114,21 @@ def audio_frame_features(media, n_frames: int | None = None) -> AudioFrames:
     """
     total = media.n_frames if (n_frames is None and media.has_video) else n_frames
     if total is None:
-        total = int(np.ceil(media.n_samples / SAMPLES_PER_FRAME))
+        total = _frames_covering(media.n_samples)
     half = (NFFT - SAMPLES_PER_FRAME) // 2
     parts: list[dict] = []
     cached = getattr(media, "_audio", None)
     for f0 in range(0, total, CHUNK_FRAMES):
         n = min(CHUNK_FRAMES, total - f0)
-        s0 = f0 * SAMPLES_PER_FRAME - half
-        s1 = (f0 + n) * SAMPLES_PER_FRAME + (NFFT - SAMPLES_PER_FRAME - half)
+        s0 = frame_to_sample(f0) - half
+        s1 = frame_to_sample(f0 + n) + (NFFT - SAMPLES_PER_FRAME - half)
         if cached is not None:
             src = cached
             lo, hi = max(0, s0), min(len(src), s1)
             seg = src[lo:hi]
         else:
             lo = max(0, s0)
-            seg = media.read_audio(lo / SAMPLE_RATE, s1 / SAMPLE_RATE)
+            seg = media.read_audio(samples_to_seconds(lo), samples_to_seconds(s1))
         x = np.zeros(s1 - s0, np.float32)
         x[lo - s0 : lo - s0 + len(seg)] = seg[: s1 - lo]
         parts.append(_chunk_features(x, n))
@@ -152,6 +162,7 @@ RELIABILITY = (
     "and a splice made from the same recording session may leave no trace."
 )
 WINDOW_S = 1.0
+MAX_SPAN_S = 60.0  # two change points further apart than this are not paired into a span
 THRESHOLD = 2.2  # change score (pooled-MAD units) at which a change point is reported
 STRONG = 4.0
 
@@ -163,7 +174,7 @@ def _describe(names: list[str]) -> str:
 def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Track]]:
     """Change points of recording conditions and the spans between them (see module doc)."""
     T = len(af)
-    w = int(round(WINDOW_S * FPS))
+    w = seconds_to_frames_round(WINDOW_S)
     ev, voice_tracks = voice_change_evidence(af.speech, af.mfcc, af.f0, af.voicing, af.speech_env)
     if T < 2 * w + 2:
         return ev, voice_tracks
@@ -188,7 +199,7 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
     used: set[int] = set()
     # pair consecutive change points into an inserted span when outside-left ~ outside-right
     for a, b in zip(peaks, peaks[1:]):
-        if a in used or b - a > 60 * FPS:
+        if a in used or b - a > seconds_to_frames_round(MAX_SPAN_S):
             continue
         inside = slice(a, b)
         left, right = slice(max(0, a - 2 * w), a), slice(b, min(T, b + 2 * w))
@@ -236,7 +247,7 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
 
 def bandwidth_fact(af: AudioFrames, source_rate: int) -> Evidence | None:
     """Effective audio bandwidth of speech vs the stream's sample rate (upsampled audio)."""
-    if af.speech.sum() < FPS:
+    if frames_to_seconds(int(af.speech.sum())) < 1.0:  # under a second of speech
         return None
     bw = float(np.percentile(af.rolloff[af.speech], 90))
     nyq = min(source_rate or SAMPLE_RATE, SAMPLE_RATE) / 2
@@ -249,3 +260,16 @@ def bandwidth_fact(af: AudioFrames, source_rate: int) -> Evidence | None:
         strength=0.35 if narrow else 0.0,
         reliability="narrow bandwidth is common in genuine phone, radio and heavily compressed recordings",
     )
+
+
+def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
+    ev, tracks = analyze_audio_splices(inputs.audio)
+    bw = bandwidth_fact(inputs.audio, inputs.media.info.source_sample_rate)
+    return ev + ([bw] if bw is not None else []), tracks
+
+
+AUDIO = Analysis(
+    name="audio", kinds=("audio_splice", "audio_bandwidth"),
+    labels={"audio_splice": "audio splice", "audio_bandwidth": "audio bandwidth"}, needs=("audio",), run=_run,
+    series={"audio_splice": LaneSeries("audio_change", ("spectral_change", "noise_change"), 8.0, "max", note="change scores")},
+)

@@ -16,13 +16,15 @@ import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
 from avdetect.forensics.features import FaceFeatures
+from avdetect.forensics.registry import Analysis, Inputs
 from avdetect.forensics.signals import runs, squash
-from avdetect.timegrid import FPS, frames_to_seconds
+from avdetect.timegrid import frames_to_seconds
 
 MIN_FRAMES, MAX_FRAMES = 2, 12  # 80-480 ms: a single missed frame is detector noise
 MIN_EYE_RATE = 0.7  # open eyes must be found in this fraction of face frames to trust the counts
 RATE_RANGE = (6.0, 35.0)  # blinks per minute considered ordinary for a talking person
 MIN_SECONDS = 20.0  # below this, a rate says little (a blink every 3-10 s is normal)
+MIN_FACE_S = 1.0  # less face time than this: no blink item at all
 RELIABILITY = (
     "Blinks are counted where OpenCV's eye detector stops finding open eyes: glasses, hair, head "
     "turns, low resolution and fast motion cause misses, and rates over less than a minute vary a lot in real people."
@@ -45,8 +47,8 @@ def find_blinks(eyes: np.ndarray, valid: np.ndarray) -> list[tuple[int, int]]:
 def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
     T = len(ff)
     valid = ff.valid
-    face_s = valid.sum() / FPS
-    if valid.sum() < FPS:
+    face_s = frames_to_seconds(int(valid.sum()))
+    if face_s < MIN_FACE_S:
         return [], {}
     looked = valid & (ff.eyes >= 0)
     eye_rate = float((ff.eyes[looked] > 0).mean()) if looked.any() else 0.0
@@ -60,7 +62,7 @@ def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
         )], {"blinks": track}
     blinks = find_blinks(ff.eyes, valid)
     rate = len(blinks) / (face_s / 60.0)
-    durations = [(e - s) / FPS for s, e in blinks]
+    durations = [frames_to_seconds(e - s) for s, e in blinks]
     lo, hi = RATE_RANGE
     unusual = 0.0 if lo <= rate <= hi else (np.log(lo / max(rate, 0.5)) if rate < lo else np.log(rate / hi))
     weight = min(1.0, face_s / 60.0) if face_s >= MIN_SECONDS else 0.0
@@ -80,3 +82,10 @@ def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
         strength=strength, reliability=RELIABILITY,
     )]
     return ev, {"blinks": track}
+
+
+def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
+    return blink_evidence(inputs.faces)
+
+
+BLINKS = Analysis(name="blinks", kinds=("blinks",), labels={"blinks": "blinks"}, needs=("faces",), run=_run)

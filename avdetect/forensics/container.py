@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from avdetect.forensics.evidence import Evidence
+from avdetect.forensics.evidence import Evidence, Track
+from avdetect.forensics.registry import Analysis, Inputs
 
 RELIABILITY = "Container tags can be rewritten by anyone and are changed by every upload platform; they describe the file's history, not its content."
 
@@ -86,3 +87,10 @@ def container_evidence(info) -> list[Evidence]:
         ev.append(Evidence(kind="container", start_s=None, end_s=None, value={"warning": warning},
                            explanation=f"the decoder noted: {warning}", strength=0.1, reliability=RELIABILITY))
     return ev
+
+
+def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
+    return container_evidence(inputs.media.info), {}
+
+
+CONTAINER = Analysis(name="container", kinds=("container",), labels={"container": "file container"}, needs=(), run=_run)

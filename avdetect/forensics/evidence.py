@@ -4,7 +4,8 @@ An :class:`Evidence` item is one observation an investigator can check: where (a
 seconds, or the whole file), what was measured (a number or a small dict), one plain sentence
 saying what it means, how strong it is (0 = nothing unusual, 1 = as strong as this kind of
 evidence gets) and how far it can be trusted. A :class:`ForensicsResult` holds the items, the
-per-window tracks behind them (for plots) and the analyses that could not run, with the reason.
+per-window tracks behind them (for plots), the analyses that could not run, with the reason,
+and the catalog of evidence kinds (labels and plotted series) that reports lay out from.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class Evidence:
     """One forensic observation.
 
     Attributes:
-        kind: what family of evidence (see :data:`avdetect.forensics.KINDS`), e.g. ``"sync_span"``.
+        kind: what family of evidence (each registered analysis declares its kinds; see
+            :func:`avdetect.forensics.catalog`), e.g. ``"sync_span"``.
         start_s, end_s: the time span in seconds; both None for a fact about the whole file.
         value: the measured quantity (a number, or a dict of named numbers/strings).
         explanation: one plain sentence: what was seen and what it may mean.
@@ -95,10 +97,16 @@ class ForensicsResult:
         path: the analysed file.
         duration_s: its duration.
         evidence: all items, strongest first.
-        tracks: per-kind time series (e.g. ``"sync"``: per-window offset and confidence).
+        tracks: the time series behind the evidence, by track name (e.g. ``"sync"``: per-window
+            offset and confidence; ``"audio_change"``: per-frame change scores).
         ran: the analyses that ran.
         skipped: analysis -> why it did not run (no audio, no face, not requested...).
-        seconds: processing time per analysis (``"features"`` = decoding + face tracking).
+        seconds: processing time per analysis, and of the inputs they share:
+            ``"audio_features"`` (audio decoding + per-frame audio features) and
+            ``"face_features"`` (video decoding + face tracking + per-frame face features, or only
+            the checks when the caller passed the features).
+        catalog: every registered evidence kind -> ``{"label", "analysis", "series"}``
+            (:func:`avdetect.forensics.registry.catalog`); what reports name and plot kinds by.
     """
 
     path: str
@@ -108,6 +116,7 @@ class ForensicsResult:
     ran: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    catalog: dict[str, dict] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Evidence]:
         return [e for e in self.evidence if e.kind == kind]
@@ -127,3 +136,20 @@ class ForensicsResult:
         if tracks:
             out["tracks"] = {k: t.to_dict() for k, t in self.tracks.items()}
         return out
+
+    def evidence_dicts(self) -> list[dict]:
+        """The evidence items as a detection report's ``evidence`` list holds them (strongest first)."""
+        return [e.to_dict() for e in self.evidence]
+
+    def report_dict(self) -> dict:
+        """What a detection report's ``forensics`` field holds, except what only the caller knows
+        (``available``, ``error``, ``shared_face_tracking``): ``ran``, ``skipped``, ``seconds``
+        (rounded to 4 places), ``tracks`` and the ``catalog`` of kinds the report's timeline
+        lanes are laid out from."""
+        return {
+            "ran": list(self.ran),
+            "skipped": {str(k): str(v) for k, v in self.skipped.items()},
+            "seconds": {str(k): round(float(v), 4) for k, v in self.seconds.items()},
+            "tracks": {k: t.to_dict() for k, t in self.tracks.items()},
+            "catalog": _jsonable(self.catalog),
+        }

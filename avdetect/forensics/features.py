@@ -18,7 +18,6 @@ with its exact extent at a little over half the cost; frames not looked at hold 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import dataclass
 
@@ -27,8 +26,6 @@ import numpy as np
 
 from avdetect.errors import FaceBackendError
 from avdetect.faces.crops import FACE_SIZE
-
-log = logging.getLogger(__name__)
 
 THUMB = 32  # mouth crops are reduced to THUMB x THUMB luma, then the lips region is kept
 THUMB_ROWS = slice(8, 30)

@@ -22,23 +22,6 @@ def highpass(x: np.ndarray, k: int = 25) -> np.ndarray:
     return np.asarray(x, dtype=np.float64) - moving_average(x, k)
 
 
-def zscore(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """(x - mean) / std over the frames in ``mask`` (all frames when None); 0 where std is 0."""
-    x = np.asarray(x, dtype=np.float64)
-    sel = x if mask is None else x[mask]
-    if sel.size == 0:
-        return np.zeros_like(x)
-    sd = sel.std()
-    return (x - sel.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
-
-
-def mad(x: np.ndarray, axis=None) -> np.ndarray:
-    """Median absolute deviation scaled to a standard deviation for Gaussian data (NaNs ignored)."""
-    med = np.nanmedian(x, axis=axis, keepdims=True)
-    out = 1.4826 * np.nanmedian(np.abs(x - med), axis=axis)
-    return out
-
-
 def change_scores(features: np.ndarray, mask: np.ndarray, window: int, min_fraction: float = 0.35,
                   floor: np.ndarray | None = None) -> np.ndarray:
     """Per-frame change score: how different the ``window`` frames after frame t are from the

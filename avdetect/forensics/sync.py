@@ -9,9 +9,10 @@ calibrate itself:
    frames per regression weight), plus their absolute frame-to-frame changes: (T, 2 k).
 2. **Speech envelope**: log energy of the 200-4000 Hz band per 40 ms frame, floored 30 dB
    below the loudest frame (so that silence is not modelled as detail), high-passed the same way.
-3. **Global offset**: for every lag l in [-25, +25] frames (fewer on clips under 12.5 s), a ridge regression predicts the
-   envelope at t + l from the mouth at t, fitted on the whole clip; the correlation of its
-   prediction with the envelope measures how well mouth and sound agree at that lag. The best
+3. **Global offset**: for every lag l in [-25, +25] frames (fewer on clips under 6 s: at most
+   a sixth of the clip), a ridge regression predicts the envelope at t + l from the mouth at t,
+   fitted on the whole clip; the correlation of its prediction with the envelope measures how
+   well mouth and sound agree at that lag. The best
    lag is the whole-clip offset; the height of its peak above the median over lags is the
    confidence. The fit is in-sample on purpose: with few weights (<= 12) the overfit lifts
    every lag about equally, whereas held-out folds are meaningless on looped or repetitive
@@ -35,17 +36,15 @@ A trained sync head can replace the envelope predictor: any object with the
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
+from avdetect.forensics.registry import Analysis, Inputs, LaneSeries
 from avdetect.forensics.signals import close_gaps, highpass, runs, squash
-from avdetect.timegrid import FPS, frames_to_seconds
-
-log = logging.getLogger(__name__)
+from avdetect.timegrid import frames_to_seconds, seconds_to_frame, seconds_to_frames_round
 
 MAX_LAG = 25  # frames (+-1.0 s) searched per window, around the clip's offset (shifts up to 1 s show as jumps)
 GLOBAL_MAX_LAG = 25  # frames (+-1.0 s) searched for the whole-clip offset
@@ -85,8 +84,8 @@ class SyncScorer(Protocol):
 
 
 def n_components(n_frames: int, frames_per_weight: int = 8) -> int:
-    """Principal components used for ``n_frames`` frames with a face: 10, fewer on short clips
-    (the ridge penalty keeps 3-4 frames per weight workable); 0: too short."""
+    """Principal components used for ``n_frames`` frames with a face: N_COMPONENTS, fewer on
+    short clips (at least ``frames_per_weight`` frames per regression weight); 0: too short."""
     k = min(N_COMPONENTS, n_frames // (2 * frames_per_weight))
     return k if k >= 2 else 0
 
@@ -236,11 +235,11 @@ class SyncTrack:
 
 
 def window_starts(T: int) -> tuple[np.ndarray, int]:
-    w = int(round(WINDOW_S * FPS))
+    w = seconds_to_frames_round(WINDOW_S)
     if T < w:
         return np.array([0]), T
-    n = int(np.floor((T - w) / (HOP_S * FPS))) + 1
-    starts = np.round(np.arange(n) * HOP_S * FPS).astype(int)
+    n = int(np.floor(frames_to_seconds(T - w) / HOP_S)) + 1
+    starts = seconds_to_frames_round(np.arange(n) * HOP_S)  # the hop is 12.5 frames: starts round half to even
     if starts[-1] + w < T:  # cover the tail
         starts = np.append(starts, T - w)
     return starts, w
@@ -271,13 +270,14 @@ def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, spe
         if not judged[k]:
             continue
         b = int(np.argmax(curve))
-        off[k] = (clip_lag + b - L) / FPS
+        off[k] = frames_to_seconds(clip_lag + b - L)
         conf[k] = curve[b] - np.median(curve)
         at0[k] = curve[L]
     flagged = np.zeros(n, bool)
     if judged.sum() >= 1:
         ref = np.median(at0[judged]) if judged.sum() >= 4 else max(0.3, float(np.median(at0[judged])))
-        jump = judged & (np.abs(off - clip_lag / FPS) >= 3 / FPS) & (conf >= JUMP_PEAK) & (at0 < ref - JUMP_DROP)
+        jump = (judged & (np.abs(off - frames_to_seconds(clip_lag)) >= frames_to_seconds(3)) & (conf >= JUMP_PEAK)
+                & (at0 < ref - JUMP_DROP))
         collapse = judged & (at0 < min(0.1, ref - COLLAPSE_DROP))
         flagged = jump | collapse
     # per-frame: the fraction of judged windows covering the frame that are flagged
@@ -290,7 +290,7 @@ def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, spe
     frame_score = np.divide(hits, cover, out=np.zeros(T), where=cover > 0)
     track = SyncTrack(
         times_s=frames_to_seconds(starts + w / 2.0), offset_s=off, confidence=conf, corr_at_clip_offset=at0, speech=sp,
-        judged=judged, flagged=flagged, clip_offset_s=clip_lag / FPS, clip_confidence=clip_conf,
+        judged=judged, flagged=flagged, clip_offset_s=frames_to_seconds(clip_lag), clip_confidence=clip_conf,
     )
     return track, frame_score
 
@@ -319,7 +319,7 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
     trust = squash(track.clip_confidence, 0.05, 0.15)
     ev.append(Evidence(
         kind="sync_offset", start_s=None, end_s=None,
-        value={"offset_s": track.clip_offset_s, "offset_frames": int(round(track.clip_offset_s * FPS)),
+        value={"offset_s": track.clip_offset_s, "offset_frames": seconds_to_frames_round(track.clip_offset_s),
                "confidence": track.clip_confidence, "windows_judged": n_judged},
         explanation=(f"over the whole clip the sound is best aligned with the mouth when shifted {abs(off_ms):.0f} ms "
                      f"({'audio late' if off_ms > 0 else 'audio early' if off_ms < 0 else 'no shift'}); "
@@ -329,9 +329,9 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
         reliability=RELIABILITY,
     ))
     flags = frame_score >= 0.5
-    flags = close_gaps(flags, int(0.5 * FPS))
+    flags = close_gaps(flags, seconds_to_frame(0.5))  # 12 frames
     for s, e in runs(flags):
-        if e - s < int(0.75 * FPS) or speech[s:e].mean() < 0.2:
+        if e - s < seconds_to_frame(0.75) or speech[s:e].mean() < 0.2:  # 18 frames
             continue
         t0, t1 = frames_to_seconds(s), frames_to_seconds(e)
         inside = track.flagged & (track.times_s >= t0) & (track.times_s <= t1)
@@ -340,13 +340,13 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
         offs = track.offset_s[inside]
         med_off = float(np.nanmedian(offs))
         spread = float(np.nanstd(offs))
-        consistent = spread <= 2.5 / FPS and abs(med_off - track.clip_offset_s) >= 3 / FPS
+        consistent = spread <= frames_to_seconds(2.5) and abs(med_off - track.clip_offset_s) >= frames_to_seconds(3)
         drop = float(np.median(np.median(track.corr_at_clip_offset[track.judged]) - track.corr_at_clip_offset[inside]))
         if consistent:
             what = (f"the sound is shifted by about {abs(med_off - track.clip_offset_s) * 1000:.0f} ms "
                     f"{'later' if med_off > track.clip_offset_s else 'earlier'} than in the rest of the clip")
         else:
-            what = f"mouth movements and speech stop matching (no consistent alignment within +-{MAX_LAG / FPS:g} s)"
+            what = f"mouth movements and speech stop matching (no consistent alignment within +-{frames_to_seconds(MAX_LAG):g} s)"
         ev.append(Evidence(
             kind="sync_span", start_s=t0, end_s=t1,
             value={"window_offset_s": med_off, "clip_offset_s": track.clip_offset_s, "corr_drop": drop,
@@ -356,3 +356,17 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
             reliability=RELIABILITY,
         ))
     return ev
+
+
+def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
+    ff, af = inputs.faces, inputs.audio
+    track, frame_score = sync_track(ff.mouth, ff.valid, af.speech_env, af.speech, scorer=inputs.sync_scorer)
+    return sync_evidence(track, frame_score, af.speech), {"sync": track.to_track()}
+
+
+SYNC = Analysis(
+    name="sync", kinds=("sync_offset", "sync_span"), labels={"sync_offset": "lip-sync offset", "sync_span": "lip sync"},
+    needs=("audio", "faces"), run=_run,
+    series={"sync_span": LaneSeries("sync", ("corr_at_clip_offset",), 1.0, "min", mask="judged",
+                                    note="how well sound and mouth match, per window, higher = better")},
+)

@@ -15,10 +15,12 @@ import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
 from avdetect.forensics.features import FaceFeatures
-from avdetect.forensics.signals import change_scores, mad, moving_average, pick_peaks, squash
-from avdetect.timegrid import FPS, frames_to_seconds
+from avdetect.forensics.registry import Analysis, Inputs, LaneSeries
+from avdetect.forensics.signals import change_scores, moving_average, pick_peaks, squash
+from avdetect.timegrid import frames_to_seconds, seconds_to_frames_round
 
 WINDOW_S = 1.0
+MAX_SPAN_S = 60.0  # two change points further apart than this are not paired into a span
 THRESHOLD = 3.0
 STRONG = 6.0
 NAMES = ["sharpness", "luma", "chroma Cr", "chroma Cb", "seam", "flicker"]
@@ -37,7 +39,7 @@ def _flicker(ff: FaceFeatures) -> np.ndarray:
 
 def visual_change_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
     T = len(ff)
-    w = int(round(WINDOW_S * FPS))
+    w = seconds_to_frames_round(WINDOW_S)
     ev: list[Evidence] = []
     if T < 2 * w + 2 or ff.valid.sum() < 2 * w:
         return ev, {}
@@ -65,7 +67,7 @@ def visual_change_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, 
         ))
     # pairs: a span whose inside differs from both sides while the sides agree
     for a, b in zip(peaks, peaks[1:]):
-        if b - a > 60 * FPS:
+        if b - a > seconds_to_frames_round(MAX_SPAN_S):
             continue
         ins = valid.copy()
         ins[:a] = False
@@ -117,3 +119,16 @@ def track_jump_evidence(ff: FaceFeatures) -> list[Evidence]:
             reliability="cuts and fast head or camera motion in genuine footage cause the same jumps; the Haar tracker also loses profile faces",
         ))
     return ev
+
+
+def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
+    ev, tracks = visual_change_evidence(inputs.faces)
+    return ev + track_jump_evidence(inputs.faces), tracks
+
+
+VISUAL = Analysis(
+    name="visual", kinds=("visual_change", "face_track_jump"),
+    labels={"visual_change": "face-region change", "face_track_jump": "face track jump"}, needs=("faces",), run=_run,
+    series={"visual_change": LaneSeries("visual_change", ("change_score",), 8.0, "max", note="change scores")},
+    min_face_coverage=0.0,  # any frame with a face: change points and jumps are local
+)

@@ -35,7 +35,7 @@ import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
 from avdetect.forensics.signals import pick_peaks, quiet_nan, squash
-from avdetect.timegrid import FPS, SAMPLE_RATE, frames_to_seconds
+from avdetect.timegrid import SAMPLE_RATE, frames_to_seconds, seconds_to_frames_round
 
 N_MFCC = 12
 N_MEL = 40
@@ -90,7 +90,7 @@ def voice_frame_features(spec: np.ndarray, nfft: int) -> dict[str, np.ndarray]:
     logmel = np.log(spec @ mel.T + 1e-10)  # (n, N_MEL)
     mfcc = logmel @ dct.T  # (n, N_MFCC)
     ac = np.fft.irfft(spec, nfft, axis=1)  # (n, nfft) circular autocorrelation of the windowed frame
-    lo, hi = int(SAMPLE_RATE / F0_RANGE[1]), int(np.ceil(SAMPLE_RATE / F0_RANGE[0]))
+    lo, hi = int(SAMPLE_RATE / F0_RANGE[1]), int(np.ceil(SAMPLE_RATE / F0_RANGE[0]))  # not time: pitch periods in samples
     lags = np.arange(lo - 1, hi + 2)
     r = ac[:, lags] / np.maximum(ac[:, :1], 1e-12) / wac[lags][None, :]  # (n, L) normalised
     inner = r[:, 1:-1]
@@ -120,7 +120,7 @@ def voice_frame_features(spec: np.ndarray, nfft: int) -> dict[str, np.ndarray]:
     delta = np.where(np.abs(den) > 1e-9, 0.5 * (y0 - y2) / np.where(np.abs(den) > 1e-9, den, 1.0), 0.0)
     lag = lags[li] + np.clip(delta, -0.5, 0.5)
     voicing = np.clip(np.nan_to_num(val, neginf=0.0), 0.0, 1.0)
-    f0 = np.where(voicing >= VOICED, SAMPLE_RATE / lag, 0.0)
+    f0 = np.where(voicing >= VOICED, SAMPLE_RATE / lag, 0.0)  # not time: period in samples -> Hz
     return dict(mfcc=mfcc.astype(np.float32), f0=f0.astype(np.float32), voicing=voicing.astype(np.float32))
 
 
@@ -277,7 +277,7 @@ def _span_score(vs: VoiceStats, lo: np.ndarray, hi: np.ndarray, C: int, null=(0.
 
 
 def _context(L: int) -> int:
-    return int(np.clip(L, *(np.array(CONTEXT_S) * FPS)))
+    return int(np.clip(L, *seconds_to_frames_round(np.array(CONTEXT_S))))
 
 
 def _scan(vs: VoiceStats, L: int) -> tuple[np.ndarray, tuple[float, float]]:
@@ -297,11 +297,11 @@ def _scan(vs: VoiceStats, L: int) -> tuple[np.ndarray, tuple[float, float]]:
 
 def _refine(vs: VoiceStats, s: int, L: int, null) -> tuple[int, int, int]:
     """Move both edges of span [s, s + L) by up to REFINE_S to maximise its score."""
-    r = int(round(REFINE_S * FPS))
+    r = seconds_to_frames_round(REFINE_S)
     C = _context(L)
     a, b = np.meshgrid(np.arange(s - r, s + r + 1), np.arange(s + L - r, s + L + r + 1), indexing="ij")
     a, b = a.ravel(), b.ravel()
-    keep = (a >= 0) & (b <= vs.T) & (b - a >= MIN_SPAN_S * FPS)
+    keep = (a >= 0) & (b <= vs.T) & (b - a >= seconds_to_frames_round(MIN_SPAN_S))
     a, b = a[keep], b[keep]
     score = _span_score(vs, a, b, C, null)[0]
     k = int(np.argmax(score))
@@ -341,12 +341,12 @@ def voice_change_evidence(speech: np.ndarray, mfcc: np.ndarray, f0: np.ndarray, 
     speech = np.asarray(speech, bool)
     T = len(speech)
     ev: list[Evidence] = []
-    w = int(round(CHANGE_WINDOW_S * FPS))
+    w = seconds_to_frames_round(CHANGE_WINDOW_S)
     if T < 2 * w + 2 or speech.sum() < 2 * MIN_SPEECH:
         return ev, {}
     vs = VoiceStats.from_frames(speech, mfcc, f0, voicing, level)
     scans, nulls = {}, {}
-    for L in (int(round(x * FPS)) for x in SPAN_LENGTHS_S):
+    for L in (seconds_to_frames_round(x) for x in SPAN_LENGTHS_S):
         if L + 2 <= T:
             scans[L], nulls[L] = _scan(vs, L)
     spans: list[tuple[int, int]] = []

@@ -178,9 +178,13 @@ def _lanes_note(lanes: list[Lane]) -> str:
              "a bar over its time span, darker = stronger (strength 0 to 1)."]
     if any(lane.whole_file for lane in lanes):
         parts.append(" Facts about the whole file have no time span: they sit in a box at the right of their lane.")
-    if any(lane.line is not None for lane in lanes):
-        parts.append(" Faint grey lines: the measurement behind a lane (lip sync: how well sound and mouth match, per "
-                     "window, higher = better; audio splice and face-region change: change scores).")
+    notes: dict[str, list[str]] = {}  # what a line shows -> the lanes that draw it, in lane order
+    for lane in lanes:
+        if lane.line is not None:
+            notes.setdefault(lane.line_note, []).append(lane.label)
+    if notes:
+        what = "; ".join(f"{' and '.join(names)}: {note}" if note else " and ".join(names) for note, names in notes.items())
+        parts.append(f" Faint grey lines: the measurement behind a lane ({what}).")
     if any(lane.ticks for lane in lanes):
         parts.append(" Small ticks at the bottom of a lane: times listed by a whole-file fact (e.g. each blink).")
     if any(lane.binned for lane in lanes):
@@ -237,7 +241,7 @@ def render_html(d: dict) -> str:
     if d["warnings"]:
         out.append("<h2>Quality warnings</h2>")
         out += [f"<div class='warn'><b>{_e(w['code'])}</b>: {_e(w['message'])}</div>" for w in d["warnings"]]
-    kinds, labels = known_kinds()
+    kinds, labels = known_kinds(d)
     lanes = evidence_lanes(d, kinds=kinds, labels=labels)
     labels = {**labels, **{lane.kind: lane.label for lane in lanes}}  # table rows named as the lanes are
     out.append("<h2>Timeline</h2><div class='muted'>Per-frame probability of manipulation (25 frames per second); "

@@ -8,21 +8,17 @@ found nothing keep an empty lane (the reader sees they were checked); kinds whos
 skipped say why. This module only decides *what* the lanes hold (:func:`evidence_lanes`, pure
 data, tested directly); :mod:`avdetect.report.html` draws them.
 
-Which analysis produces which kinds, and their plain-word names, come from
-:data:`avdetect.forensics.KINDS` / :data:`avdetect.forensics.KIND_LABELS` when that package is
-importable; a report written by another version may hold kinds neither knows: they get a lane
-under their raw name.
+Which analysis produces which kinds, their plain-word names and the per-window measurement
+each lane draws come from the report itself: ``d["forensics"]["catalog"]``, written by the
+forensic analysis (:meth:`avdetect.forensics.ForensicsResult.report_dict`), which this module
+never imports. A report without a catalog (written before it existed), or holding kinds its
+catalog does not name, still gets a lane per kind, under the raw kind name and without a line.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 #: A lane with more span items than this is drawn from a per-bin maximum (``N_BINS`` bins over
 #: the whole duration) instead of item by item, so an hour of evidence stays a few hundred bars.
@@ -30,14 +26,7 @@ MAX_EXACT_BARS = 150
 N_BINS = 600
 #: Items at or above this strength are counted as strong in the lane label.
 STRONG = 0.5
-#: kind -> (forensics track, series, full scale, how bins reduce, mask series): the per-window
-#: measurement drawn as a faint line in that kind's lane. ``full scale`` maps the series to the
-#: lane height (values above it are clipped). Kinds not listed get no line.
-LANE_LINES: dict[str, tuple[str, tuple[str, ...], float, str, str | None]] = {
-    "sync_span": ("sync", ("corr_at_clip_offset",), 1.0, "min", "judged"),
-    "audio_splice": ("audio_change", ("spectral_change", "noise_change"), 8.0, "max", None),
-    "visual_change": ("visual_change", ("change_score",), 8.0, "max", None),
-}
+#: A lane's faint line (the catalog's ``series`` of its kind) is binned to at most this many points.
 MAX_LINE_POINTS = 800
 
 
@@ -59,6 +48,7 @@ class Lane:
         ticks: times (s) named by whole-file items' ``value["times_s"]`` (e.g. blink times):
             small marks, not detections.
         line: ``(times_s, values in [0, 1])`` of the measurement behind the kind, or None.
+        line_note: what the line shows, in plain words (the catalog series' ``note``).
     """
 
     kind: str
@@ -71,6 +61,7 @@ class Lane:
     whole_file: list[float] = field(default_factory=list)
     ticks: list[float] = field(default_factory=list)
     line: tuple[np.ndarray, np.ndarray] | None = None
+    line_note: str = ""
 
     @property
     def n_items(self) -> int:
@@ -85,21 +76,26 @@ class Lane:
         return f"{self.n_items} item{'s' if self.n_items != 1 else ''}, {self.n_strong} ≥ {STRONG:g}"
 
 
-def known_kinds() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """``(analysis -> kinds, kind -> label)`` from :mod:`avdetect.forensics`, or empty maps when
-    that package is not installed (the lanes then come from the report's items alone)."""
-    if importlib.util.find_spec("avdetect.forensics") is None:
-        log.debug("avdetect.forensics is not installed: evidence lanes use the report's raw kinds")
-        return {}, {}
-    mod = importlib.import_module("avdetect.forensics.analyze")
-    return {a: tuple(k) for a, k in mod.KINDS.items()}, dict(mod.KIND_LABELS)
+def report_catalog(d: dict) -> dict[str, dict]:
+    """The report's evidence-kind catalog (``d["forensics"]["catalog"]``: kind -> ``{"label",
+    "analysis", "series"}``); {} for a report without one. Malformed entries are left out."""
+    cat = (d.get("forensics") or {}).get("catalog")
+    if not isinstance(cat, dict):
+        return {}
+    return {str(k): v for k, v in cat.items() if isinstance(v, dict)}
 
 
-def kind_label(kind: str, labels: dict[str, str] | None = None) -> str:
-    """The plain-word name of ``kind`` (its raw name when unknown)."""
-    if labels is None:
-        labels = known_kinds()[1]
-    return labels.get(kind, kind)
+def known_kinds(d: dict) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """``(analysis -> kinds, kind -> label)`` from report dict ``d``'s catalog, in its order;
+    empty maps for a report without one (the lanes then come from the report's items alone)."""
+    kinds: dict[str, tuple[str, ...]] = {}
+    labels: dict[str, str] = {}
+    for kind, entry in report_catalog(d).items():
+        analysis = str(entry.get("analysis") or kind)
+        kinds[analysis] = kinds.get(analysis, ()) + (kind,)
+        if isinstance(entry.get("label"), str) and entry["label"]:
+            labels[kind] = entry["label"]
+    return kinds, labels
 
 
 def _duration(d: dict) -> float:
@@ -132,13 +128,17 @@ def _binned_bars(spans: np.ndarray, duration: float, n_bins: int) -> list[tuple[
     return sorted(bars, key=lambda bar: bar[2])
 
 
-def _line(kind: str, tracks: dict, duration: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The faint per-window line for ``kind`` (see :data:`LANE_LINES`), binned to at most
-    :data:`MAX_LINE_POINTS` points; None when the report has no such track."""
-    spec = LANE_LINES.get(kind)
-    if spec is None or not isinstance(tracks.get(spec[0]), dict):
+def _line(spec: dict | None, tracks: dict, duration: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The faint per-window line a catalog ``series`` entry ``spec`` describes (``track``,
+    ``names``, ``full_scale``, ``reduce``, ``mask``), binned to at most :data:`MAX_LINE_POINTS`
+    points; None without a spec, or when the report has no such track."""
+    try:
+        name, series = str(spec["track"]), tuple(str(s) for s in spec["names"])
+        scale, how, mask = float(spec["full_scale"]), str(spec.get("reduce") or "max"), spec.get("mask")
+    except (TypeError, KeyError, ValueError):
         return None
-    name, series, scale, how, mask = spec
+    if not series or not scale > 0 or not isinstance(tracks.get(name), dict):
+        return None
     tr = tracks[name]
     if "times_s" not in tr or not all(isinstance(tr.get(s), list) for s in series):
         return None
@@ -168,21 +168,22 @@ def evidence_lanes(d: dict, kinds: dict[str, tuple[str, ...]] | None = None, lab
                    max_exact_bars: int = MAX_EXACT_BARS, n_bins: int = N_BINS) -> list[Lane]:
     """The lanes for report dict ``d``, top to bottom; empty when forensics did not run.
 
-    Order: the kinds of :data:`avdetect.forensics.KINDS` in its order (analysis by analysis),
-    for analyses that ran or were skipped and for kinds with items; then kinds it does not know,
-    sorted by name; then skipped analyses it does not know (one lane each, by their name).
+    Order: the kinds of the report's catalog in its order (analysis by analysis), for analyses
+    that ran or were skipped and for kinds with items; then kinds it does not know, sorted by
+    name; then skipped analyses it does not know (one lane each, by their name).
 
     Args:
         d: the serialised report (``DetectionReport.to_dict()`` or a JSON report).
-        kinds, labels: analysis -> kinds and kind -> plain words; None: from
-            :func:`known_kinds`. Pass ``{}`` to lay out from the report alone.
+        kinds, labels: analysis -> kinds and kind -> plain words; None: from the report's
+            catalog (:func:`known_kinds`). Pass ``{}`` to lay out from the items alone.
         max_exact_bars: a lane with more span items is binned.
         n_bins: bins over the duration for a binned lane.
     """
     if kinds is None or labels is None:
-        k_known, l_known = known_kinds()
+        k_known, l_known = known_kinds(d)
         kinds = k_known if kinds is None else kinds
         labels = l_known if labels is None else labels
+    cat = report_catalog(d)
     f = d.get("forensics") or {}
     evidence = d.get("evidence") or []
     ran = list(f.get("ran") or [])
@@ -224,7 +225,9 @@ def evidence_lanes(d: dict, kinds: dict[str, tuple[str, ...]] | None = None, lab
             v = e.get("value")
             if e.get("start_s") is None and isinstance(v, dict) and isinstance(v.get("times_s"), list):
                 lane.ticks += [float(t) for t in v["times_s"] if isinstance(t, (int, float))]
-        if reason is None:
-            lane.line = _line(kind, tracks, duration)
+        spec = cat.get(kind, {}).get("series")
+        if reason is None and spec:
+            lane.line = _line(spec, tracks, duration)
+            lane.line_note = str(spec.get("note") or "") if lane.line is not None else ""
         lanes.append(lane)
     return lanes
