@@ -6,7 +6,7 @@ sound like. On other input (an audio-only file, a still picture with a voice ove
 few pixels high, two people in a frame, a clip without speech) its scores mean nothing, and a
 confident "fake" there is a false accusation. So ``detect`` measures each file against the
 checkpoint's :class:`Domain` and says ``unknown`` with the reasons instead (see
-:mod:`avdetect.api` for the verdict rule).
+:mod:`avdetect.verdict` for the verdict rule).
 
 Everything is measured from what detection already has, while it streams (no second decode):
 
@@ -96,7 +96,7 @@ class Domain:
         """A domain from calibration.json's ``domain`` object; absent keys take the defaults.
 
         Raises ValueError for anything malformed (unknown key, wrong type, out of range), which
-        :func:`avdetect.api.read_calibration` turns into a :class:`CheckpointError`.
+        :func:`avdetect.checkpoints.read_calibration` turns into a :class:`CheckpointError`.
         """
         if data is None:
             return cls()

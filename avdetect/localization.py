@@ -53,12 +53,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from avdetect.metrics import iou_1d
 from avdetect.timegrid import frames_to_seconds
 
 logger = logging.getLogger(__name__)
 
 NMS_METHODS = ("gaussian", "linear", "hard", "none")
-MODALITIES = ("visual", "audio", "fused")
 
 
 def _to_numpy(x, name: str) -> np.ndarray | None:
@@ -260,12 +260,6 @@ def candidates(track: ScoreTrack, config: ProposalConfig | None = None) -> np.nd
 
 # ---------------------------------------------------------------------------------------
 # soft-NMS
-def _iou_one_to_many(seg: np.ndarray, segs: np.ndarray) -> np.ndarray:
-    inter = np.clip(np.minimum(seg[1], segs[:, 1]) - np.maximum(seg[0], segs[:, 0]), 0, None)
-    union = (seg[1] - seg[0]) + (segs[:, 1] - segs[:, 0]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def soft_nms(
     proposals: np.ndarray,
     method: str = "gaussian",
@@ -301,7 +295,7 @@ def soft_nms(
         rest = np.flatnonzero(alive)
         if not len(rest):
             break
-        iou = _iou_one_to_many(segs[best], segs[rest])
+        iou = iou_1d(segs[best][None], segs[rest], dtype=np.float64)[0]
         if method == "gaussian":
             scores[rest] *= np.exp(-(iou**2) / sigma)
         elif method == "linear":
@@ -441,3 +435,103 @@ def merge_window_proposals(
     pooled = [np.asarray(p, dtype=np.float64).reshape(-1, 3) + np.array([0.0, off, off]) for off, p in windows]
     allp = np.concatenate(pooled) if pooled else np.zeros((0, 3))
     return soft_nms(allp, cfg.nms, cfg.sigma, cfg.iou_threshold, cfg.min_score, cfg.max_proposals)
+
+
+# ---------------------------------------------------------------------------------------
+# the localise stage of detect: tracks -> proposals per stream and flagged segments
+@dataclass(frozen=True)
+class FlaggedSegment:
+    """A segment detect flags (seconds; scores are mean per-frame p(fake) over its frames)."""
+
+    start_s: float
+    end_s: float
+    score: float  # mean fused p(fake)
+    modality: str  # visual | audio | audio-visual
+    visual_score: float | None  # mean visual p(fake) over its frames with a face (None: no face)
+    audio_score: float | None  # mean audio p(fake) over its frames with audio (None: no audio)
+
+
+@dataclass
+class Localisation:
+    """What :func:`localise` found: ranked ``proposals`` per stream (``fused`` always, ``visual``
+    when a face was seen, ``audio`` when there is audio) and the ``segments`` flagged, best first."""
+
+    proposals: dict[str, np.ndarray]
+    segments: list[FlaggedSegment]
+    config: ProposalConfig
+
+
+def _masked(track: ScoreTrack, mask: np.ndarray) -> ScoreTrack:
+    return ScoreTrack(frame=np.where(mask, track.frame, 0.0), start=track.start, end=track.end,
+                      start_dist=track.start_dist, end_dist=track.end_dist)
+
+
+def localise(tracks: Mapping[str, ScoreTrack], visual_present: np.ndarray | None, audio_present: np.ndarray | None,
+             rule, config: ProposalConfig | None = None) -> Localisation:
+    """Proposals of the stitched tracks (each masked to the frames where its stream is present)
+    and the segments :func:`flag_segments` flags under ``rule`` (an object with ``threshold``,
+    ``min_segment_score``, ``min_segment_s``, ``merge_gap_s``, ``max_segments``, such as
+    :class:`avdetect.api.DetectOptions`)."""
+    cfg = config or ProposalConfig()
+    n = tracks["fused"].n_frames
+    vmask = np.zeros(n, bool) if visual_present is None else np.asarray(visual_present, bool)
+    amask = np.zeros(n, bool) if audio_present is None else np.asarray(audio_present, bool)
+    use = {"fused": (tracks["fused"], vmask | amask)}
+    if vmask.any():
+        use["visual"] = (tracks["visual"], vmask)
+    if audio_present is not None:
+        use["audio"] = (tracks["audio"], amask)
+    proposals = {k: propose(_masked(t, m), cfg) for k, (t, m) in use.items()}
+    segments = flag_segments(proposals["fused"], tracks, vmask, amask, rule)
+    return Localisation(proposals, segments, cfg)
+
+
+def flag_segments(fused_props: np.ndarray, tracks: Mapping[str, ScoreTrack], vmask: np.ndarray, amask: np.ndarray,
+                  rule) -> list[FlaggedSegment]:
+    """Proposals whose frames look fake on average (>= ``rule.threshold``), deduplicated, with
+    neighbours closer than ``rule.merge_gap_s`` joined (one event, not fragments), at least
+    ``rule.min_segment_s`` long, at most ``rule.max_segments``, best first."""
+    from avdetect.timegrid import seconds_to_frames_round
+
+    thr = rule.threshold
+    fused = tracks["fused"].frame
+    kept: list[list] = []  # [start_frame, end_frame, mean fused p(fake)] in proposal rank order
+    for conf, a_s, b_s in fused_props:
+        if conf < rule.min_segment_score:
+            continue
+        a, b = int(seconds_to_frames_round(a_s)), int(seconds_to_frames_round(b_s))
+        b = max(b, a + 1)
+        p_fake = float(fused[a:b].mean())
+        if p_fake < thr:
+            continue
+        # hard dedupe: soft-NMS keeps decayed near-duplicates in its ranked list
+        if any(min(b, kb) - max(a, ka) > 0.3 * (max(b, kb) - min(a, ka)) for ka, kb, _ in kept):
+            continue
+        kept.append([a, b, p_fake])
+    gap = int(seconds_to_frames_round(rule.merge_gap_s))
+    merged: list[list] = []
+    for a, b, _ in sorted(kept):
+        if merged and a - merged[-1][1] <= gap:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b, 0.0])
+    for m in merged:  # a segment's score: the mean fused p(fake) of its frames
+        m[2] = float(fused[m[0]:m[1]].mean())
+    out: list[FlaggedSegment] = []
+    for a, b, conf in sorted(merged, key=lambda m: -m[2]):
+        if frames_to_seconds(b - a) < rule.min_segment_s - 1e-9 or len(out) >= rule.max_segments:
+            continue
+        vm, am = vmask[a:b], amask[a:b]
+        v = float(tracks["visual"].frame[a:b][vm].mean()) if vm.any() else None
+        au = float(tracks["audio"].frame[a:b][am].mean()) if am.any() else None
+        if v is not None and au is not None and v >= thr and au >= thr:
+            modality = "audio-visual"
+        elif au is None or (v is not None and v >= au):
+            modality = "visual"
+        else:
+            modality = "audio"
+        out.append(FlaggedSegment(start_s=round(frames_to_seconds(a), 3), end_s=round(frames_to_seconds(b), 3),
+                                  score=round(min(1.0, conf), 4), modality=modality,
+                                  visual_score=None if v is None else round(v, 4),
+                                  audio_score=None if au is None else round(au, 4)))
+    return out

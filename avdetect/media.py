@@ -54,16 +54,14 @@ from avdetect.errors import (
     NotMediaError,
     UnsupportedStreamError,
 )
-from avdetect.timegrid import FPS, SAMPLE_RATE, n_frames_for_duration, n_samples_for_duration
+from avdetect.timegrid import (FPS, SAMPLE_RATE, frames_to_seconds, n_frames_for_duration, n_samples_for_duration,
+                               samples_to_seconds)
+from avdetect.vocab import DECODE_MAX_SIDE
 
 log = logging.getLogger(__name__)
 
-#: Longer side of decoded frames; larger inputs are scaled down at decode time, smaller ones kept.
-DEFAULT_MAX_SIDE = 1280
 #: Seconds without any decoder output before a decoding ffmpeg is declared hung and killed.
 DEFAULT_STALL_TIMEOUT = 60.0
-AUDIO_ONLY_EXTENSIONS = {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".wma"}
-
 
 @functools.lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
@@ -358,7 +356,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-def inspect_media(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE, max_duration: float | None = None) -> MediaInfo:
+def inspect_media(path: str | os.PathLike, max_side: int = DECODE_MAX_SIDE, max_duration: float | None = None) -> MediaInfo:
     """Read the facts of a media file without decoding it. Raises a :class:`MediaError` subclass."""
     p = Path(path)
     spath = str(p)
@@ -518,6 +516,68 @@ class _FFmpegPipe:
             self._err.close()
 
 
+class Prefetch:
+    """Run an iterator in a background thread, ``depth`` items ahead, so that its work (ffmpeg
+    reads, OpenCV face detection: both release the GIL) overlaps the consumer's on another core.
+
+    Exceptions are re-raised in the consumer. :meth:`close` stops the producer (``interrupt``,
+    if given, is called first to unblock a producer waiting on I/O, e.g. by killing ffmpeg),
+    joins the thread and closes the iterator (a generator's cleanup runs)."""
+
+    _DONE = object()
+
+    def __init__(self, iterator: Iterator, depth: int = 2, name: str = "avdetect-prefetch", interrupt=None):
+        self._it = iterator
+        self._interrupt = interrupt
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._it:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            else:
+                self._q.put(self._DONE)
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._q.put(err)
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._q.get()
+        if item is self._DONE:
+            self._q.put(self._DONE)  # stay exhausted
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._interrupt is not None:
+            self._interrupt()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.1)  # unblock a producer waiting on a full queue
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 class Media:
     """A decoded view of one media file. Create with :func:`load_media`.
 
@@ -640,7 +700,7 @@ class Media:
         w, h = self.info.working_size
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
         if start > 0:
-            cmd += ["-ss", f"{start / FPS:.6f}"]
+            cmd += ["-ss", f"{frames_to_seconds(start):.6f}"]
         cmd += ["-i", self.info.path, "-map", f"0:{self._video_index}", "-an", "-sn", "-dn"]
         vf = f"fps={FPS}:start_time=0:round=near,scale={w}:{h}:flags=area,setsar=1,format={pixel_format}"
         return cmd + ["-vf", vf, "-f", "rawvideo", "-pix_fmt", pixel_format, "-"]
@@ -679,41 +739,15 @@ class Media:
             return
         pipe = _FFmpegPipe(self._video_cmd(start, pixel_format), self.info.path, self.stall_timeout)
         # A reader thread decodes ahead (os.readv releases the GIL) while the caller works on
-        # the previous window: decoding overlaps face detection / the model. Bounded queue:
-        # at most ~16 frames (or one window) wait, so memory stays flat.
-        stop_flag = threading.Event()
-        q: queue.Queue = queue.Queue(maxsize=max(1, 16 // size))
-        done = object()
-
-        def produce():
-            try:
-                for item in self._windows_from(pipe, size, start, stop, pixel_format):
-                    while not stop_flag.is_set():
-                        try:
-                            q.put(item, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop_flag.is_set():
-                        return
-                q.put(done)
-            except BaseException as err:  # handed to the consumer, which raises it
-                q.put(err)
-
-        thread = threading.Thread(target=produce, name="avdetect-decode", daemon=True)
-        thread.start()
+        # the previous window: decoding overlaps face detection / the model. At most ~16 frames
+        # (or one window) wait, so memory stays flat. Closing kills ffmpeg first, so a reader
+        # blocked in readv sees end-of-stream.
+        ahead = Prefetch(self._windows_from(pipe, size, start, stop, pixel_format), depth=max(1, 16 // size),
+                         name="avdetect-decode", interrupt=pipe.close)
         try:
-            while True:
-                item = q.get()
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            yield from ahead
         finally:
-            stop_flag.set()
-            pipe.close()  # kills ffmpeg: a reader blocked in readv sees end-of-stream
-            thread.join(timeout=10)
+            ahead.close()
             pipe.release()
 
     def _windows_from(self, pipe: "_FFmpegPipe", size: int, start: int, stop: int, pixel_format: str):
@@ -764,7 +798,7 @@ class Media:
             got = pipe.readinto(raw) // 4
         finally:
             pipe.release()
-        if n_samples - got > SAMPLE_RATE // 100:
+        if n_samples - got > n_samples_for_duration(0.01):
             log.warning("%s: audio decoder delivered %d of %d samples; the rest is silence", self.info.path, got, n_samples)
         np.clip(out, -1.0, 1.0, out=out)
         return out
@@ -788,12 +822,12 @@ class Media:
             return np.zeros(0, dtype=np.float32)
         if self._audio is not None:
             return self._audio[first:last]
-        return self._decode_audio(first / SAMPLE_RATE, last - first)
+        return self._decode_audio(samples_to_seconds(first), last - first)
 
 
 def load_media(
     path: str | os.PathLike,
-    max_side: int = DEFAULT_MAX_SIDE,
+    max_side: int = DECODE_MAX_SIDE,
     max_duration: float | None = None,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> Media:
@@ -801,7 +835,10 @@ def load_media(
 
     Args:
         path: any file ffmpeg can read (mp4, mov, mkv, webm, avi, mpg, wav, mp3, flac, m4a, ...).
-        max_side: longer side of decoded frames; larger videos are scaled down at decode time.
+        max_side: longer side of decoded frames; larger videos are scaled down at decode time,
+            smaller ones kept. The default, :data:`avdetect.vocab.DECODE_MAX_SIDE`, is the size
+            that preprocessing, forging and ``detect`` decode at, so ``load_media(path)`` gives
+            the frames (and face boxes) they see.
         max_duration: refuse files longer than this many seconds (None: no limit).
         stall_timeout: seconds without decoder output before decoding is aborted.
 

@@ -62,24 +62,27 @@ PROTOCOLS: dict[str, Protocol] = {"lavdf": LAVDF, "av1m": AV1M}
 
 # ---------------------------------------------------------------------------------------
 # IoU
-def iou_1d(proposals, targets) -> np.ndarray:
-    """IoU of every 1-D segment in ``proposals`` (M, 2) with every one in ``targets`` (N, 2).
+def iou_1d(proposals, targets, dtype=np.float32) -> np.ndarray:
+    """IoU of every 1-D segment in ``proposals`` (M, 2) with every one in ``targets`` (N, 2):
+    the one 1-D IoU of the package (metrics, soft-NMS, the demo, the tests).
 
-    Returns a float32 (M, N) array. Segments are ``[start, end]``; disjoint segments give 0,
-    and so does a pair whose union has zero length (two identical points).
+    Returns an (M, N) array of ``dtype``: float32 by default, as the reference scorers compute
+    it (their thresholds are float32 too); soft-NMS asks for float64. Segments are ``[start,
+    end]``; disjoint segments give 0, and so does a pair whose union has zero length.
     """
-    p = np.asarray(proposals, dtype=np.float32).reshape(-1, 2)
-    t = np.asarray(targets, dtype=np.float32).reshape(-1, 2)
+    p = np.asarray(proposals, dtype=dtype).reshape(-1, 2)
+    t = np.asarray(targets, dtype=dtype).reshape(-1, 2)
     return _pair_iou(p[:, None, 0], p[:, None, 1], t[None, :, 0], t[None, :, 1])
 
 
 def _pair_iou(ps, pe, ts, te) -> np.ndarray:
-    """Element-wise float32 IoU of segments [ps, pe] and [ts, te] (broadcasting)."""
-    inter = np.maximum(np.minimum(pe, te) - np.maximum(ps, ts), np.float32(0))
+    """Element-wise IoU of segments [ps, pe] and [ts, te] (broadcasting), in their dtype."""
+    dt = np.result_type(ps, te)
+    inter = np.maximum(np.minimum(pe, te) - np.maximum(ps, ts), dt.type(0))
     union = np.maximum(pe, te) - np.minimum(ps, ts)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / union
-    return np.where(union > 0, iou, np.float32(0)).astype(np.float32, copy=False)
+    return np.where(union > 0, iou, dt.type(0)).astype(dt, copy=False)
 
 
 # ---------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def scan(directory: str | Path, out: str | Path, workers: int = 1, checkpoint: s
 
             if detector is not None:
                 raise ConfigError("a loaded detector can only be used with workers=1")
-            from avdetect.api import resolve_checkpoint
+            from avdetect.checkpoints import resolve_checkpoint
 
             resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error, not N broken workers
             ctx = mp.get_context("spawn")

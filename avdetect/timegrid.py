@@ -47,13 +47,21 @@ def n_samples_for_duration(seconds: float) -> int:
     return max(0, int(round(seconds * SAMPLE_RATE)))
 
 
-def samples_to_seconds(samples) -> float:
+def samples_to_seconds(samples):
+    """Sample index (or count) -> seconds. Works on scalars and numpy arrays."""
+    if isinstance(samples, np.ndarray):
+        return samples.astype(np.float64) / SAMPLE_RATE
     return float(samples) / SAMPLE_RATE
 
 
 def frame_to_sample(frame: int) -> int:
-    """First audio sample of a video frame."""
+    """First audio sample of a video frame (also: samples in ``frame`` whole frames)."""
     return int(frame) * SAMPLES_PER_FRAME
+
+
+def samples_to_frames(samples: int) -> int:
+    """Whole frames in ``samples`` audio samples (floor); also the frame holding sample ``samples``."""
+    return int(samples) // SAMPLES_PER_FRAME
 
 
 def format_timestamp(seconds: float, sep: str = ".") -> str:

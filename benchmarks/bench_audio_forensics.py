@@ -37,6 +37,7 @@ def _worker(root: str, path: str, repeat: int) -> None:
     sys.path.insert(0, root)
     from avdetect.forensics.audio import analyze_audio_splices, audio_frame_features
     from avdetect.media import load_media
+    from avdetect.timegrid import frames_to_seconds
 
     t_feat, t_spl = [], []
     n_items = 0
@@ -48,7 +49,7 @@ def _worker(root: str, path: str, repeat: int) -> None:
         ev, _tracks = analyze_audio_splices(af)
         t_spl.append(time.perf_counter() - t)
         n_items = len(ev)
-    minutes = len(af) / 25 / 60
+    minutes = frames_to_seconds(len(af)) / 60
     print(json.dumps({"minutes": minutes, "features": statistics.median(t_feat), "splices": statistics.median(t_spl),
                       "items": n_items, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

@@ -49,7 +49,8 @@ def time_ffmpeg_null(path: str, cpu: list | None = None) -> float:
 def make_detector(checkpoint: str | None, model: str, threads: int, folder: str, forensics: bool = False):
     import torch
 
-    from avdetect.api import Detector, default_checkpoint_dir
+    from avdetect.api import Detector
+    from avdetect.checkpoints import default_checkpoint_dir
 
     torch.set_num_threads(threads)
     note = ""

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avdetect.faces.crops import FACE_SIZE, MOUTH_SIZE  # noqa: E402
 from avdetect.models import DetectorTargets, compute_losses, create_model  # noqa: E402
-from avdetect.timegrid import FPS, SAMPLES_PER_FRAME  # noqa: E402
+from avdetect.timegrid import frame_to_sample, n_frames_for_duration  # noqa: E402
 
 BATFD_FORWARD_S = 17.0  # DESIGN.md §5, one 512-frame (20.48 s) window, these CPUs
 BATFD_WINDOW_S = 20.48
@@ -36,7 +36,7 @@ BATFD_WINDOW_S = 20.48
 def make_inputs(model, batch: int, frames: int, device) -> dict:
     inputs = {
         "mouth": torch.randint(0, 256, (batch, frames, 3, MOUTH_SIZE, MOUTH_SIZE), dtype=torch.uint8, device=device),
-        "audio": 0.1 * torch.randn(batch, frames * SAMPLES_PER_FRAME, device=device),
+        "audio": 0.1 * torch.randn(batch, frame_to_sample(frames), device=device),
     }
     if model.config.visual.use_face:
         inputs["face"] = torch.randint(0, 256, (batch, frames, 3, FACE_SIZE, FACE_SIZE), dtype=torch.uint8,
@@ -65,7 +65,7 @@ def time_it(fn, device, repeats: int) -> tuple[float, float]:
 def bench(name: str, device: torch.device, seconds: float, batch: int, repeats: int, amp: bool) -> dict:
     torch.manual_seed(0)
     model = create_model(name).to(device)
-    frames = int(round(seconds * FPS))
+    frames = n_frames_for_duration(seconds)
     inputs = make_inputs(model, batch, frames, device)
     targets = DetectorTargets.from_segments(frames, [[(frames // 4, frames // 2)]] * batch, [[]] * batch).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)

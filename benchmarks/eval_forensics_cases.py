@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from avdetect.faces import track_faces  # noqa: E402
 from avdetect.forensics import analyze  # noqa: E402
 from avdetect.media import load_media  # noqa: E402
+from avdetect.timegrid import FRAME_SECONDS  # noqa: E402
 from test_forensics import _loop, iou, make_case  # noqa: E402
 
 SPAN_CASES = ["shift0.2", "shift0.5", "shift1.0", "replace", "visual"]
@@ -72,7 +73,8 @@ def main() -> None:
                                for e in res.of_kind(kind)):
                             found[(case, kind)] += 1
                 else:
-                    err = (res.of_kind("sync_offset")[0].value["offset_s"] - base_off - shift) * 25
+                    err_s = res.of_kind("sync_offset")[0].value["offset_s"] - base_off - shift
+                    err = err_s / FRAME_SECONDS  # in frames
                     offsets[case].append(err)
                     found[(case, "sync_offset")] += abs(err) <= 2 + 1e-6
                     for kind in KINDS:

@@ -31,7 +31,7 @@ class DataConfig:
     val_cache: str | None = None
     balanced: bool = False  # class-balanced sampling (with replacement)
     num_workers: int = 0  # DataLoader worker processes per rank
-    eval_overlap: int = 25  # frames shared by neighbouring validation windows
+    eval_hop: int | None = None  # frames between validation window starts (None: detect's default)
     max_val_clips: int | None = None  # validate on the first N clips of val_split (None: all)
 
 

@@ -17,7 +17,9 @@ Writes to ``--out``, for the plain run and the run with leading silence trimmed
 
 With ``--write-calibration`` (on a dev split holding real and fake clips) the equal-error-rate
 threshold of the clip score is also written to ``calibration.json`` in the checkpoint folder, the
-operating point ``avdetect detect`` then uses by default (an existing ``warning`` there is kept).
+operating point ``avdetect detect`` then uses by default (the file's other keys are kept). The clip
+score evaluated here is the one ``detect`` reports (``fake_probability``): both run
+:mod:`avdetect.inference`.
 """
 from __future__ import annotations
 
@@ -39,29 +41,25 @@ from avdetect.data.predict import predict_entries
 from avdetect.errors import AVDetectError, DataFormatError
 from avdetect.evaluation import evaluate_files, format_table
 from avdetect.models import AVDetector
+from avdetect.vocab import modify_type_of
 
 logger = logging.getLogger("recipes.evaluate")
 
 
-def _modify_type(e) -> str:
-    v, a = e.modify_video, e.modify_audio
-    return "both_modified" if v and a else "visual_modified" if v else "audio_modified" if a else "real"
-
-
 def write_ground_truth(entries, path: Path) -> None:
     """The evaluated clips' truth as an AV-Deepfake1M metadata file (read by avdetect.evaluation)."""
-    rows = [{"file": e.file, "original": None, "split": e.split, "modify_type": _modify_type(e), "audio_model": "",
+    rows = [{"file": e.file, "original": None, "split": e.split, "modify_type": modify_type_of(e.modify_video, e.modify_audio), "audio_model": "",
              "fake_segments": e.fake_segments, "visual_fake_segments": e.visual_segments,
              "audio_fake_segments": e.audio_segments, "video_frames": None, "audio_frames": None} for e in entries]
     path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def evaluate(checkpoint: str, manifest: str, cache_dir: str, out: str, split: str | None = "test",
-             protocol: str = "lavdf", device: str = "auto", overlap: int = 25, batch_size: int = 8,
+             protocol: str = "lavdf", device: str = "auto", hop: int | None = None, batch_size: int = 8,
              trim: bool = True, quiet: bool = False, max_clips: int | None = None) -> dict:
     dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu")
     model = AVDetector.from_pretrained(checkpoint, map_location=dev)
-    cache = FeatureCache(cache_dir)
+    cache = FeatureCache(cache_dir, model_config=model.config)  # crop and decode sizes checked
     entries = [e for e in read_manifest(manifest, split=split) if e.file in cache]
     if max_clips:
         entries = entries[:max_clips]
@@ -73,8 +71,9 @@ def evaluate(checkpoint: str, manifest: str, cache_dir: str, out: str, split: st
     results: dict = {"checkpoint": str(checkpoint), "manifest": str(manifest), "split": split, "n_clips": len(entries)}
     tables = []
     for name, trim_silence in (("plain", False), ("trimmed", True)) if trim else (("plain", False),):
-        preds = predict_entries(model, cache, entries, device=dev, overlap=overlap, batch_size=batch_size,
-                                trim_silence=trim_silence, quiet=quiet, amp=dev.type == "cuda")
+        # no autocast: the scores must be the ones detect computes (float32), calibration reads them
+        preds = predict_entries(model, cache, entries, device=dev, hop=hop, batch_size=batch_size,
+                                trim_silence=trim_silence, quiet=quiet)
         suffix = "" if name == "plain" else "_trimmed"
         props = {}
         for p in preds:
@@ -100,8 +99,12 @@ def evaluate(checkpoint: str, manifest: str, cache_dir: str, out: str, split: st
 
 
 def write_calibration(checkpoint: str | Path, results: dict) -> Path:
-    """Write the plain run's equal-error-rate clip-score threshold to ``<checkpoint>/calibration.json``."""
-    from avdetect.api import CALIBRATION_FILE
+    """Write the plain run's equal-error-rate clip-score threshold to ``<checkpoint>/calibration.json``.
+
+    The clip score is detect's ``fake_probability`` (:func:`avdetect.inference.clip_score`). The
+    file's other keys (``warning``, ``domain``, ``real_below``) are kept; a ``real_below`` above
+    the new threshold is lowered to it (read_calibration requires real_below <= threshold)."""
+    from avdetect.checkpoints import CALIBRATION_FILE
 
     plain = results.get("plain", {})
     thr = plain.get("eer_threshold")
@@ -111,13 +114,15 @@ def write_calibration(checkpoint: str | Path, results: dict) -> Path:
     path = Path(checkpoint) / CALIBRATION_FILE
     old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     data = {
+        **old,
         "threshold": round(float(min(0.99, max(0.01, thr))), 4),
         "method": (f"equal-error-rate threshold of the clip score on split {results.get('split') or 'all'} of "
                    f"{Path(results['manifest']).name} ({results['n_clips']} clips; EER {plain['eer']:.4f}; "
                    f"measured {thr:.4f}), written by recipes/evaluate.py"),
     }
-    if old.get("warning"):
-        data["warning"] = old["warning"]
+    if data.get("real_below") is not None and float(data["real_below"]) > data["threshold"]:
+        logger.warning("real_below %.4f was above the new threshold: lowered to it", float(data["real_below"]))
+        data["real_below"] = data["threshold"]
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", default="lavdf", choices=["lavdf", "av1m"])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--overlap", type=int, default=25, help="frames shared by neighbouring windows")
+    p.add_argument("--hop", type=int, help="frames between window starts (default: detect's, 3/4 of the model's window)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-clips", type=int, help="evaluate only the first N clips (smoke runs)")
     p.add_argument("--no-trim", action="store_true", help="skip the leading-silence-trimmed run")
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         res = evaluate(args.checkpoint, args.manifest, args.cache, args.out, None if args.split == "all" else args.split,
-                       args.protocol, args.device, args.overlap, args.batch_size, not args.no_trim, args.quiet,
+                       args.protocol, args.device, args.hop, args.batch_size, not args.no_trim, args.quiet,
                        args.max_clips)
         if args.write_calibration:
             cal = write_calibration(args.checkpoint, res)

@@ -119,10 +119,13 @@ def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
 def accusation_threshold(report: dict) -> float:
     """The lowest threshold at which ``detect`` would accuse this clip (verdict from the clip
     score, or a flagged segment: a proposal whose frames' mean fused p(fake) reaches it)."""
+    from avdetect.timegrid import seconds_to_frames_round
+
     fused = np.array([np.nan if v is None else v for v in report["tracks"]["fused"]], float)
     best = float(report["fake_probability"])
     for _, a, b in report["proposals"].get("fused", []):
-        i, j = int(round(a * 25)), max(int(round(a * 25)) + 1, int(round(b * 25)))
+        i = seconds_to_frames_round(a)
+        j = max(i + 1, seconds_to_frames_round(b))
         seg = fused[i:j]
         if np.isfinite(seg).any() and (j - i) >= 5:  # detect flags segments of 0.2 s and more
             best = max(best, float(np.nanmean(seg)))
@@ -131,7 +134,8 @@ def accusation_threshold(report: dict) -> float:
 
 def calibrate(ckpt: str, args) -> dict:
     """Threshold from untouched (and re-encoded) real dev clips; written to calibration.json."""
-    from avdetect.api import CALIBRATION_FILE, Detector, resolve_checkpoint
+    from avdetect.api import Detector
+    from avdetect.checkpoints import CALIBRATION_FILE, resolve_checkpoint
     from avdetect.forge.corpus import split_sources
 
     folder = resolve_checkpoint(ckpt)

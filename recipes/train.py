@@ -115,8 +115,9 @@ class _Logs:
 
 def validate(model: AVDetector, cfg: TrainConfig, cache: FeatureCache, entries, device) -> dict:
     """Proposals and clip scores on the validation clips -> flat metric dict (``ap@0.5``, ...)."""
-    preds = predict_entries(model, cache, entries, device=device, overlap=cfg.data.eval_overlap,
-                            batch_size=cfg.optim.batch_size, amp=cfg.optim.amp and device.type == "cuda")
+    # the clip score that model selection ranks on is detect's (same engine, float32)
+    preds = predict_entries(model, cache, entries, device=device, hop=cfg.data.eval_hop,
+                            batch_size=cfg.optim.batch_size)
     res = score_predictions(entries, preds, cfg.protocol)
     flat = {f"ap@{t:g}": v for t, v in res["ap"].items()}
     flat.update({f"ar@{n}": v for n, v in res["ar"].items()})
@@ -185,9 +186,9 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters)
 
     entries = read_manifest(cfg.data.manifest)
-    cache = FeatureCache(cfg.data.cache)
+    cache = FeatureCache(cfg.data.cache, model_config=model.config)  # crop and decode sizes checked
     train_entries = [e for e in entries if e.split == cfg.data.train_split]
-    val_cache = FeatureCache(cfg.data.val_cache) if cfg.data.val_cache else cache
+    val_cache = FeatureCache(cfg.data.val_cache, model_config=model.config) if cfg.data.val_cache else cache
     val_pool = read_manifest(cfg.data.val_manifest) if cfg.data.val_manifest else entries
     val_entries = [e for e in val_pool if e.split == cfg.data.val_split and e.file in val_cache]
     if cfg.data.max_val_clips:

@@ -258,6 +258,46 @@ def test_preprocess_resume_after_interrupt(synth_dir, tmp_path, monkeypatch):
     assert "broken.mp4" in cache.failures
 
 
+def test_cache_records_and_checks_decode_and_crop_sizes(cache_dir, tmp_path):
+    from avdetect.data.dataset import WindowDataset
+    from avdetect.models import model_config
+    from avdetect.vocab import DECODE_MAX_SIDE, FACE_SIZE, MOUTH_SIZE
+
+    entries, out = cache_dir
+    info = json.loads((out / "cache_info.json").read_text())
+    assert (info["max_side"], info["mouth_size"], info["face_size"]) == (DECODE_MAX_SIDE, MOUTH_SIZE, FACE_SIZE)
+    ok = FeatureCache(out, max_side=DECODE_MAX_SIDE, model_config=model_config("avdetect-tiny"))
+    assert (ok.max_side, ok.mouth_size, ok.face_size) == (DECODE_MAX_SIDE, MOUTH_SIZE, FACE_SIZE)
+    # another decode size than the cache's: a typed error naming both, at open and on resume
+    with pytest.raises(DataFormatError, match=rf"max_side={DECODE_MAX_SIDE}.*max_side=320"):
+        FeatureCache(out, max_side=320)
+    with pytest.raises(DataFormatError, match=rf"max_side={DECODE_MAX_SIDE} \(now 320\)"):
+        preprocess(entries, out, max_side=320, quiet=True)
+    # a model that takes other crop sizes: named at open, for a dataset, not a shape error later
+    small = model_config("avdetect-tiny", visual={"input_mouth_size": 64})
+    with pytest.raises(DataFormatError, match=rf"mouth crops are {MOUTH_SIZE} px.*input_mouth_size=64"):
+        FeatureCache(out, model_config=small)
+    with pytest.raises(DataFormatError, match="input_mouth_size=64"):
+        WindowDataset(entries, out, window_frames=20, train=False, model_config=small)
+    # face size is checked for models that use faces, on caches that have them
+    faces = model_config("avdetect-tiny", visual={"use_face": True, "input_face_size": 100})
+    FeatureCache(out, model_config=faces)  # this cache has no face crops: use_face is refused elsewhere
+    # a cache written before the sizes were recorded means the fixed sizes of then
+    legacy = tmp_path / "legacy"
+    shutil.copytree(out, legacy)
+    old = {k: v for k, v in info.items() if k not in ("mouth_size", "face_size")}
+    (legacy / "cache_info.json").write_text(json.dumps(old))
+    assert FeatureCache(legacy, model_config=model_config("avdetect-tiny")).mouth_size == 96
+    (legacy / "cache_info.json").write_text(json.dumps({**info, "faces": True}))
+    with pytest.raises(DataFormatError, match=rf"face crops are {FACE_SIZE} px.*input_face_size=100"):
+        FeatureCache(legacy, model_config=faces)
+    # shards whose crops disagree with cache_info.json are refused on read
+    (legacy / "cache_info.json").write_text(json.dumps({**info, "mouth_size": 64}))
+    lied = FeatureCache(legacy)
+    with pytest.raises(DataFormatError, match=rf"{MOUTH_SIZE}x{MOUTH_SIZE} px, but cache_info.json says 64"):
+        lied.read(entries[0].file, 0, 5)
+
+
 # ---------------------------------------------------------------------------------------
 # windows, targets, sampler
 def test_windows_and_targets(cache_dir):
@@ -360,7 +400,8 @@ def test_evaluate_recipe_writes_metrics_and_calibration(cache_dir, tmp_path):
 
     from recipes.evaluate import main as evaluate_main
 
-    from avdetect.api import Detector, read_calibration
+    from avdetect.api import Detector
+    from avdetect.checkpoints import read_calibration
     from avdetect.models import create_model
 
     entries, out = cache_dir

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -141,25 +140,25 @@ def test_schema_rejects_broken_reports(fake_report, mutate, needle):
         validate_report(d)
 
 
-def test_window_starts_cover_every_frame():
-    from avdetect.api import _window_starts
+def test_schema_enums_are_the_report_vocabulary():
+    """The JSON Schema's enums and avdetect.report.model's vocabulary are one list each."""
+    from avdetect.report.model import MODALITY_VERDICTS, SEGMENT_MODALITIES, VERDICTS
+    from avdetect.report.schema import load_schema
 
-    for n in (1, 50, 100, 101, 149, 150, 1000, 1234):
-        for window, hop in ((100, 50), (100, 30), (100, 100)):
-            starts = _window_starts(n, window, hop)
-            covered = np.zeros(n, bool)
-            for s in starts:
-                covered[s:s + window] = True
-            assert covered.all() and starts == sorted(set(starts)) and starts[-1] + window >= n
+    props = load_schema()["properties"]
+    assert tuple(props["verdict"]["enum"]) == VERDICTS
+    assert tuple(props["visual"]["properties"]["verdict"]["enum"]) == MODALITY_VERDICTS
+    assert tuple(props["audio"]["properties"]["verdict"]["enum"]) == MODALITY_VERDICTS
+    assert tuple(props["segments"]["items"]["properties"]["modality"]["enum"]) == SEGMENT_MODALITIES
 
 
 def test_audio_chunks_match_whole_decode(fake_clip):
     """Audio decoded in 1-s chunks for overlapping windows equals the one-pass decode, sample for sample."""
-    from avdetect.api import _AudioStream
+    from avdetect.sources import AudioStream
     from avdetect.media import load_media
 
     full = load_media(fake_clip[0]).audio
-    stream = _AudioStream(load_media(fake_clip[0]), chunk_s=1.0)
+    stream = AudioStream(load_media(fake_clip[0]), chunk_s=1.0)
     for s in (0, 30, 60, 90, 120):
         got = stream.samples(s * 640, (s + 100) * 640)
         ref = np.zeros(100 * 640, np.float32)
@@ -167,18 +166,26 @@ def test_audio_chunks_match_whole_decode(fake_clip):
         ref[: len(part)] = part
         np.testing.assert_array_equal(got, ref)
         assert len(stream.buf) <= 100 * 640 + 16000  # one window plus one chunk at most
+    # a first request past the start, and a jump past the buffered audio, are served right too
+    for starts in ((3, 90), (0, 70, 140)):
+        stream = AudioStream(load_media(fake_clip[0]), chunk_s=1.0)
+        for s in starts:
+            ref = np.zeros(20 * 640, np.float32)
+            part = full[s * 640:(s + 20) * 640]
+            ref[: len(part)] = part
+            np.testing.assert_array_equal(stream.samples(s * 640, (s + 20) * 640), ref)
 
 
 def test_prefetch_passes_items_errors_and_stops_early():
-    from avdetect.api import _Prefetch
+    from avdetect.media import Prefetch
 
-    assert list(_Prefetch(iter(range(7)), depth=2)) == list(range(7))
+    assert list(Prefetch(iter(range(7)), depth=2)) == list(range(7))
 
     def failing():
         yield 1
         raise ValueError("decoder broke")
 
-    it = _Prefetch(failing())
+    it = Prefetch(failing())
     assert next(it) == 1
     with pytest.raises(ValueError, match="decoder broke"):
         next(it)
@@ -193,18 +200,10 @@ def test_prefetch_passes_items_errors_and_stops_early():
         finally:
             closed.append(True)  # the generator's cleanup runs (it kills ffmpeg in detect)
 
-    it = _Prefetch(endless(), depth=1)
+    it = Prefetch(endless(), depth=1)
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()
     assert closed == [True] and not it._thread.is_alive()
-
-
-def test_hop_changes_little(detector, fake_clip, fake_report):
-    """Stitching windows every 30 or every 50 frames gives close tracks (window edges are down-weighted)."""
-    other = detector.detect(fake_clip[0], hop=50, thumbnails=False)
-    a = np.array(fake_report.tracks.fused, dtype=float)
-    b = np.array(other.tracks.fused, dtype=float)
-    assert len(a) == len(b) and np.abs(a - b).mean() < 0.1
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,7 +293,7 @@ def test_missing_default_checkpoint(monkeypatch, tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="default checkpoint avdetect-small-real"):
         avdetect.detect(tmp_path / "x.mp4")
     monkeypatch.delenv("AVDETECT_CHECKPOINT")
-    from avdetect.api import default_checkpoint_dir
+    from avdetect.checkpoints import default_checkpoint_dir
 
     # in a checkout, the package's _checkpoints link leads to the top-level checkpoints/ folder
     assert default_checkpoint_dir() == ROOT / "avdetect" / "_checkpoints" / "avdetect-small-real"
@@ -315,7 +314,8 @@ def test_wheel_ships_the_default_checkpoint(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
                         str(wheel)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    code = ("import avdetect.api as a, json; d = a.default_checkpoint_dir(); det = a.Detector.from_pretrained(None, "
+    code = ("import avdetect.api as a, avdetect.checkpoints as c, json; d = c.default_checkpoint_dir(); "
+            "det = a.Detector.from_pretrained(None, "
             "device='cpu'); s = a.Detector.from_pretrained('avdetect-small-synth', device='cpu'); "
             "print(json.dumps([str(d), det.options.threshold, det.model.config.name, s.options.threshold]))")
     env = {k: v for k, v in os.environ.items() if k != "AVDETECT_CHECKPOINT"}
@@ -325,7 +325,8 @@ def test_wheel_ships_the_default_checkpoint(tmp_path):
     where, threshold, name, synth_threshold = json.loads(r.stdout.strip().splitlines()[-1])
     shipped = json.loads((ROOT / "checkpoints" / "avdetect-small-real" / "calibration.json").read_text())["threshold"]
     assert where.startswith(str(tmp_path / "site")) and threshold == shipped and name == "avdetect-small"
-    assert synth_threshold == 0.6  # the synthetic checkpoint ships too, by name
+    synth = json.loads((ROOT / "checkpoints" / "avdetect-small-synth" / "calibration.json").read_text())["threshold"]
+    assert synth_threshold == synth  # the synthetic checkpoint ships too, by name
 
 
 def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip, monkeypatch):
@@ -355,29 +356,22 @@ def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip,
 
 # ---------------------------------------------------------------------------------------
 # forensics plugs into the evidence field
-class _Ev:
-    def __init__(self, kind, a, b, value, strength):
-        self.kind, self.start_s, self.end_s, self.value, self.strength = kind, a, b, value, strength
-        self.explanation = f"{kind} looked odd"
-
-    def to_dict(self):
-        return {"kind": self.kind, "start_s": self.start_s, "end_s": self.end_s, "value": self.value,
-                "explanation": self.explanation, "strength": self.strength, "reliability": "test"}
-
-
 def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
     from avdetect.report import validate_report
 
     seen = {}
 
     def analyze(media, face_track=None, **_kw):
-        seen["path"] = media.info.path
-        return types.SimpleNamespace(evidence=[_Ev("sync_span", 1.0, 2.0, {"offset_s": 0.2}, 0.8),
-                                               _Ev("container", None, None, "re-encoded", 0.3)],
-                                     ran=["sync", "container"], skipped={"blinks": "too short"}, tracks={})
+        from avdetect.forensics.evidence import Evidence, ForensicsResult
 
-    monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=analyze))
-    monkeypatch.setattr("avdetect.forensics", sys.modules["avdetect.forensics"], raising=False)
+        seen["path"] = media.info.path
+        ev = [Evidence(kind, a, b, value, f"{kind} looked odd", strength, "test")
+              for kind, a, b, value, strength in (("sync_span", 1.0, 2.0, {"offset_s": 0.2}, 0.8),
+                                                  ("container", None, None, "re-encoded", 0.3))]
+        return ForensicsResult(path=media.info.path, duration_s=media.info.duration, evidence=ev,
+                               ran=["sync", "container"], skipped={"blinks": "too short"})
+
+    monkeypatch.setattr("avdetect.forensics.analyze", analyze)
     r = detector.detect(fake_clip[0], thumbnails=False)
     assert seen["path"].endswith("fake.mp4")
     assert [e["kind"] for e in r.evidence] == ["sync_span", "container"] and r.forensics["available"]
@@ -387,8 +381,7 @@ def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
     def broken(media, face_track=None, **_kw):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=broken))
-    monkeypatch.setattr("avdetect.forensics", sys.modules["avdetect.forensics"], raising=False)
+    monkeypatch.setattr("avdetect.forensics.analyze", broken)
     r = detector.detect(fake_clip[0], thumbnails=False)
     assert r.evidence == [] and "boom" in r.forensics["error"]
     assert "forensics_failed" in [w.code for w in r.warnings]
@@ -587,8 +580,9 @@ def trained(work):
 
 
 def _iou(a, b) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+    from avdetect.metrics import iou_1d
+
+    return float(iou_1d([a], [b])[0, 0])
 
 
 @pytest.mark.slow
@@ -629,19 +623,21 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
     assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
 
 
-def test_synthetic_checkpoint_localises_audio_fakes_and_spares_real_clips(tmp_path):
+def test_synthetic_checkpoint_on_unseen_synthetic_clips(tmp_path):
     """The synthetic-only checkpoint on synthetic clips it never saw: replaced-audio spans are
-    flagged where they are, a real clip gets no segment, and every report carries its caveat.
-    (It does not find video-only fakes: see checkpoints/avdetect-small-synth/MODEL_CARD.md.)"""
-    from avdetect.api import SYNTHETIC_CHECKPOINT_NAME, Detector, resolve_checkpoint
+    flagged where they are, real clips get no segment, every report carries its caveat, and the
+    verdicts on real clips are the measured ones: it *does* call some real clips fake (3 of the 6
+    of seeds 100-105 at its threshold 0.5985; MODEL_CARD.md), and a change that accuses more of
+    them, or fewer, must show here. (It does not find video-only fakes either: see the card.)"""
+    from avdetect.api import Detector
+    from avdetect.checkpoints import SYNTHETIC_CHECKPOINT_NAME, resolve_checkpoint
     from avdetect.synth import ClipSpec, Manipulation, render_clip
 
     if not (resolve_checkpoint(SYNTHETIC_CHECKPOINT_NAME) / "model.safetensors").is_file():
         pytest.skip("no shipped checkpoint")
     det = Detector.from_pretrained(SYNTHETIC_CHECKPOINT_NAME, device="cpu")
 
-    def iou(a, b):
-        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) / (max(a[1], b[1]) - min(a[0], b[0]))
+    iou = _iou
 
     found = total = 0
     for seed in (100, 103, 104):
@@ -654,6 +650,12 @@ def test_synthetic_checkpoint_localises_audio_fakes_and_spares_real_clips(tmp_pa
             found += max([iou(t, s) for s in segs], default=0.0) >= 0.5
         assert report.warnings[0].code == "checkpoint_domain"
     assert found >= 0.6 * total, (found, total)
-    real = tmp_path / "real.mp4"
-    render_clip(real, ClipSpec(seed=100, duration=6.0, manipulation=Manipulation(kind="real")))
-    assert det.detect(real, forensics=False, thumbnails=False).segments == []
+    verdicts = []
+    for seed in (100, 101, 102):
+        real = tmp_path / f"real_{seed}.mp4"
+        render_clip(real, ClipSpec(seed=seed, duration=6.0, manipulation=Manipulation(kind="real")))
+        r = det.detect(real, forensics=False, thumbnails=False)
+        assert r.segments == [], r.summary()
+        verdicts.append(r.verdict)
+    # measured: p(fake) 0.594, 0.596, 0.708 against 0.5985 (the weak synthetic checkpoint)
+    assert verdicts == ["real", "real", "fake"], verdicts

@@ -56,7 +56,7 @@ def test_default_checkpoint_does_not_accuse_real_footage(detector, clip):
 
 
 def test_default_checkpoint_is_calibrated_on_real_dev_clips():
-    from avdetect.api import default_checkpoint_dir, read_calibration
+    from avdetect.checkpoints import default_checkpoint_dir, read_calibration
 
     folder = default_checkpoint_dir()
     cal = read_calibration(folder)

@@ -1,7 +1,7 @@
 """Verdict honesty (issue 14): the checkpoint's domain, the domain checks in detect, the verdict
 rule, checkpoints by name.
 
-Unit tests drive :func:`avdetect.api.decide_verdict`, :func:`avdetect.domain.check_domain` and
+Unit tests drive :func:`avdetect.verdict.decide_verdict`, :func:`avdetect.domain.check_domain` and
 :class:`avdetect.domain.DomainMeter` with hand-made inputs (no model). Detect-level tests use a
 randomly initialised avdetect-tiny at a threshold of 0.01, so that the model itself would call
 every clip fake and flag segments: a clip outside the domain must still come out ``unknown``
@@ -45,7 +45,7 @@ def _seg(a=1.0, b=2.0):
 
 
 def test_rule_in_domain_low_score_is_real():
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
 
     v = decide_verdict(0.2, 0.6, [], [_ev("sync_span", 1.0, 2.0, 0.5)], [])
     assert v.verdict == "real" and v.in_domain and [r.code for r in v.reasons] == ["nothing_found"]
@@ -55,7 +55,7 @@ def test_rule_in_domain_low_score_is_real():
                                   "small_face_in_frame", "still_video", "several_faces", "no_speech"])
 def test_rule_any_domain_reason_is_unknown(code):
     """Out of domain wins over everything the model and the evidence say."""
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
     from avdetect.report.model import DOMAIN_REASON_CODES
 
     assert code in DOMAIN_REASON_CODES
@@ -66,7 +66,7 @@ def test_rule_any_domain_reason_is_unknown(code):
 
 
 def test_rule_model_score_or_segment_is_fake():
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
 
     assert [r.code for r in decide_verdict(0.6, 0.6, [], [], []).reasons] == ["model_score"]  # at the threshold
     v = decide_verdict(0.3, 0.6, [_seg()], [], [])
@@ -78,7 +78,7 @@ def test_rule_strong_span_evidence_alone_is_unknown_never_fake(kind):
     """Evidence the model does not confirm is a span to inspect (such items occur in untouched
     footage: two of the 32 real development clips carry one), never an accusation; with the
     model's call it is a supporting reason."""
-    from avdetect.api import STRONG_EVIDENCE, decide_verdict
+    from avdetect.verdict import STRONG_EVIDENCE, decide_verdict
 
     assert STRONG_EVIDENCE == 0.7
     v = decide_verdict(0.1, 0.6, [], [_ev(kind, 3.0, 4.5, 0.7)], [])
@@ -97,13 +97,13 @@ def test_rule_strong_span_evidence_alone_is_unknown_never_fake(kind):
     _ev("lip_texture", 1.0, 2.0, 1.0),  # a kind this version does not know
 ])
 def test_rule_whole_file_facts_do_not_make_fake(item):
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
 
     assert decide_verdict(0.1, 0.6, [], [item], []).verdict == "real"
 
 
 def test_rule_unexamined_stream_is_unknown_in_domain():
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
 
     v = decide_verdict(0.1, 0.6, [], [], [], unexamined=["a face was found in 5% of frames"])
     assert v.verdict == "unknown" and v.in_domain and v.reasons[0].code == "stream_not_examined"
@@ -276,7 +276,8 @@ def _calibrated(checkpoint: Path, folder: Path, domain) -> Path:
 
 
 def test_calibration_domain_reaches_the_detector(checkpoint, tmp_path):
-    from avdetect.api import Detector, read_calibration
+    from avdetect.api import Detector
+    from avdetect.checkpoints import read_calibration
     from avdetect.domain import Domain
 
     folder = _calibrated(checkpoint, tmp_path / "ck", {"min_face_px": 80, "max_comparable_faces": 2})
@@ -444,7 +445,7 @@ def test_reasons_in_html_near_the_verdict_and_old_reports_still_load(detector, s
 @pytest.fixture()
 def shipped(checkpoint, tmp_path, monkeypatch) -> Path:
     """A shipped-checkpoints folder holding the tiny model as 'tiny-test'."""
-    import avdetect.api as api
+    import avdetect.checkpoints as api
 
     root = tmp_path / "shipped"
     shutil.copytree(checkpoint, root / "tiny-test")
@@ -454,7 +455,8 @@ def shipped(checkpoint, tmp_path, monkeypatch) -> Path:
 
 
 def test_checkpoint_by_name(shipped, tmp_path, monkeypatch):
-    from avdetect.api import Detector, available_checkpoints, resolve_checkpoint
+    from avdetect.api import Detector
+    from avdetect.checkpoints import available_checkpoints, resolve_checkpoint
     from avdetect.errors import CheckpointNotFoundError
 
     assert available_checkpoints() == ["tiny-test"]
@@ -486,7 +488,7 @@ def test_cli_checkpoint_by_name(shipped, work, capsys):
 
 
 def test_shipped_default_checkpoint_by_name():
-    from avdetect.api import DEFAULT_CHECKPOINT_NAME, available_checkpoints, default_checkpoint_dir, resolve_checkpoint
+    from avdetect.checkpoints import DEFAULT_CHECKPOINT_NAME, available_checkpoints, default_checkpoint_dir, resolve_checkpoint
 
     if not (default_checkpoint_dir() / "config.json").is_file():
         pytest.skip("no shipped checkpoint")
@@ -563,17 +565,18 @@ def test_strong_span_evidence_makes_an_in_domain_clip_unknown(checkpoint, base_c
     """The model alone says real (threshold 0.99); a training-free span item at strength 0.8
     makes the verdict unknown (a span to inspect), one at 0.69 does not, and a whole-file fact
     at 1.0 never does."""
-    import sys
-    import types
 
     from avdetect.api import Detector
 
     def analyze(media, face_track=None, **_kw):
-        ev = [_ev("sync_span", 1.0, 2.0, strength), _ev("container", None, None, 1.0)]
-        return types.SimpleNamespace(evidence=[types.SimpleNamespace(to_dict=lambda e=e: e) for e in ev],
-                                     ran=["sync", "container"], skipped={}, tracks={})
+        from avdetect.forensics.evidence import Evidence, ForensicsResult
 
-    monkeypatch.setitem(sys.modules, "avdetect.forensics", types.SimpleNamespace(analyze=analyze))
+        ev = [Evidence(**_ev("sync_span", 1.0, 2.0, strength), reliability="test"),
+              Evidence(**_ev("container", None, None, 1.0), reliability="test")]
+        return ForensicsResult(path=media.info.path, duration_s=media.info.duration, evidence=ev,
+                               ran=["sync", "container"])
+
+    monkeypatch.setattr("avdetect.forensics.analyze", analyze)
     r = Detector.from_pretrained(checkpoint, device="cpu", threshold=0.99).detect(base_clip, thumbnails=False)
     assert r.fake_probability < 0.99 and r.segments == []
     assert r.verdict == verdict, r.summary()
@@ -585,7 +588,7 @@ def test_strong_span_evidence_makes_an_in_domain_clip_unknown(checkpoint, base_c
 def test_rule_real_only_below_real_below():
     """A checkpoint whose real and forged dev clips overlap in score claims 'real' only below its
     real_below; between that and the threshold the model cannot tell: unknown."""
-    from avdetect.api import decide_verdict
+    from avdetect.verdict import decide_verdict
 
     assert decide_verdict(0.5, 0.8, [], [], [], real_below=0.6).verdict == "real"
     v = decide_verdict(0.7, 0.8, [], [], [], real_below=0.6)
@@ -597,7 +600,7 @@ def test_rule_real_only_below_real_below():
 def test_calibration_real_below_is_read_and_checked(tmp_path):
     import json
 
-    from avdetect.api import read_calibration
+    from avdetect.checkpoints import read_calibration
     from avdetect.errors import CheckpointError
 
     (tmp_path / "calibration.json").write_text(json.dumps({"threshold": 0.8, "real_below": 0.6}))
@@ -609,9 +612,8 @@ def test_calibration_real_below_is_read_and_checked(tmp_path):
 
 
 def test_stream_verdicts_follow_real_below():
-    from avdetect.api import Detector
+    from avdetect.verdict import stream_result as m
 
-    m = Detector._modality
     assert m("audio", True, True, 0.5, 0.8, 1.0, 0.6).verdict == "real"
     assert m("audio", True, True, 0.7, 0.8, 1.0, 0.6).verdict == "unknown"
     assert m("audio", True, True, 0.9, 0.8, 1.0, 0.6).verdict == "fake"

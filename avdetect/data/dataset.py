@@ -25,7 +25,7 @@ import torch
 from avdetect.data.cache import FeatureCache
 from avdetect.data.manifest import ManifestEntry
 from avdetect.errors import DataFormatError
-from avdetect.timegrid import SAMPLES_PER_FRAME, seconds_to_frames_round
+from avdetect.timegrid import frame_to_sample, seconds_to_frames_round
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,12 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, entries: list[ManifestEntry], cache: FeatureCache | str, window_frames: int, *,
                  train: bool = True, augment: AugmentConfig | None = None, use_face: bool = False,
-                 eval_overlap: int = 0, seed: int = 0):
+                 eval_overlap: int = 0, seed: int = 0, model_config=None):
+        """``model_config`` (the model's ``DetectorConfig``, optional): the cache's crop sizes are
+        checked against it (:meth:`FeatureCache.check`)."""
         self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        if model_config is not None:
+            self.cache.check(model_config=model_config)
         if use_face and not self.cache.has_faces:
             raise DataFormatError("the model uses face crops but the cache has none (preprocess with --faces)",
                                   self.cache.root)
@@ -84,13 +88,11 @@ class WindowDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.tiles: list[tuple[int, int]] = []  # (clip index, start) in eval mode
         if not train:
+            from avdetect.inference import window_starts
+
             step = max(1, self.window - int(eval_overlap))
             for i, e in enumerate(self.entries):
-                n = self.n_frames(i)
-                starts = list(range(0, max(1, n - self.window + 1), step))
-                if starts[-1] + self.window < n:
-                    starts.append(n - self.window)
-                self.tiles.extend((i, s) for s in starts)
+                self.tiles.extend((i, s) for s in window_starts(self.n_frames(i), self.window, step))
 
     def n_frames(self, clip: int) -> int:
         return self.cache.records[self.entries[clip].file].n_frames
@@ -137,7 +139,7 @@ class WindowDataset(torch.utils.data.Dataset):
         amask = np.zeros(t, bool)
         audio = None
         if w.audio is not None:
-            audio = np.zeros(t * SAMPLES_PER_FRAME, np.float32)
+            audio = np.zeros(frame_to_sample(t), np.float32)
             audio[:len(w.audio)] = w.audio
             amask[:n] = w.has_audio_frames
         if aug is not None:

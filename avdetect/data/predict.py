@@ -1,10 +1,12 @@
 """Run a model over cached clips: stitched per-frame tracks, proposals, clip scores.
 
-Used by validation during training and by ``recipes/evaluate.py``. Each clip is cut into
-windows of the model's length (``overlap`` frames shared by neighbours), the windows' tracks
-are merged with :class:`avdetect.localization.TrackStitcher`, and
-:func:`avdetect.localization.propose` turns the fused track into ``[confidence, start_s,
-end_s]`` proposals (the AV-Deepfake1M challenge format).
+Used by validation and model selection during training, by ``recipes/evaluate.py`` and by
+calibration. The windows are read from the cache and run through the same engine as
+``detect`` (:mod:`avdetect.inference`: same windows, stitching and clip score), so a clip's
+score here is the ``fake_probability`` that ``detect`` reports for the same file and
+checkpoint. :func:`avdetect.localization.propose` turns the fused track (masked to the frames
+with a face or audio, as in ``detect``) into ``[confidence, start_s, end_s]`` proposals (the
+AV-Deepfake1M challenge format).
 
 **Leading-silence trim** (DESIGN.md section 4): fakes in FakeAVCeleb and AV-Deepfake1M tend to
 start with a short silence, a shortcut a detector can learn. With ``trim_silence=True`` the
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from avdetect.data.cache import FeatureCache
 from avdetect.data.manifest import ManifestEntry
-from avdetect.localization import ProposalConfig, ScoreTrack, TrackStitcher, propose
+from avdetect.inference import MIN_FACE_COVERAGE, WindowEngine, WindowInputs, clip_score
+from avdetect.localization import ProposalConfig, ScoreTrack, propose
 from avdetect.timegrid import SAMPLES_PER_FRAME, frames_to_seconds
 
 logger = logging.getLogger(__name__)
@@ -51,75 +55,50 @@ class ClipPrediction:
     trimmed_s: float  # seconds of leading silence removed from the input (0 without trimming)
 
 
-@torch.no_grad()
-def predict_clip(model, cache: FeatureCache, entry: ManifestEntry, *, overlap: int = 25, batch_size: int = 8,
+def cache_windows(cache: FeatureCache, file: str, starts: list[int], window: int, first: int = 0,
+                  n_frames: int | None = None) -> Iterator[WindowInputs]:
+    """The model's inputs for each window start of a cached clip, read from the cache (frames from
+    ``first`` on, so window ``s`` covers cached frames ``[first + s, first + s + window)``)."""
+    rec = cache.records[file]
+    n = rec.n_frames - first if n_frames is None else n_frames
+    for s in starts:
+        e = min(n, s + window)
+        w = cache.read(file, first + s, first + e)
+        m = len(w.valid)
+        yield WindowInputs(start=s, length=m, mouth=w.mouth, face=w.face, valid=w.valid if w.mouth is not None else None,
+                           audio=w.audio, audio_valid=w.has_audio_frames if w.audio is not None else None)
+
+
+def predict_clip(model, cache: FeatureCache, entry: ManifestEntry, *, hop: int | None = None, batch_size: int = 8,
                  device: str | torch.device = "cpu", trim_silence: bool = False,
-                 proposal_config: ProposalConfig | None = None, amp: bool = False) -> ClipPrediction:
-    """Windows -> stitched fused track -> proposals and a clip score (mean over windows of the
-    clip probability, weighted by the windows' valid frames)."""
+                 proposal_config: ProposalConfig | None = None, amp: bool = False,
+                 min_face_coverage: float = MIN_FACE_COVERAGE) -> ClipPrediction:
+    """:func:`avdetect.inference.run_windows` over the cached clip's windows (``hop``: as detect's
+    default, :func:`avdetect.inference.default_hop`), proposals of the fused track, and the clip
+    score of :func:`avdetect.inference.clip_score`: what ``detect`` reports as ``fake_probability``."""
     window = int(model.config.window_frames)
-    use_face = bool(model.config.visual.use_face)
     rec = cache.records[entry.file]
-    n = rec.n_frames
     first = 0
     if trim_silence and rec.has_audio:
-        audio = cache.read(entry.file).audio
-        first = min(leading_silence_frames(audio), n - 1)
-    length = n - first
-    step = max(1, window - overlap)
-    starts = list(range(0, max(1, length - window + 1), step))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    stitcher = TrackStitcher(length, taper=min(overlap, window // 4))
-    clip_probs, clip_w = [], []
-    for b0 in range(0, len(starts), batch_size):
-        chunk = starts[b0:b0 + batch_size]
-        mouths, faces, audios, vms, ams, lens = [], [], [], [], [], []
-        for s in chunk:
-            w = cache.read(entry.file, first + s, first + s + window)
-            m = len(w.valid)
-            lens.append(m)
-            vm = np.zeros(window, bool)
-            vm[:m] = w.valid
-            am = np.zeros(window, bool)
-            if w.mouth is not None:
-                mo = np.zeros((window, *w.mouth.shape[1:]), np.uint8)
-                mo[:m] = w.mouth
-                mouths.append(mo)
-            if use_face and w.face is not None:
-                fa = np.zeros((window, *w.face.shape[1:]), np.uint8)
-                fa[:m] = w.face
-                faces.append(fa)
-            if w.audio is not None:
-                au = np.zeros(window * SAMPLES_PER_FRAME, np.float32)
-                au[:len(w.audio)] = w.audio
-                audios.append(au)
-                am[:m] = w.has_audio_frames
-            vms.append(vm)
-            ams.append(am)
-        mouth = torch.from_numpy(np.stack(mouths)).permute(0, 1, 4, 2, 3).to(device) if mouths else None  # (B, T, 3, H, W)
-        face = torch.from_numpy(np.stack(faces)).permute(0, 1, 4, 2, 3).to(device) if faces else None
-        audio_t = torch.from_numpy(np.stack(audios)).to(device) if audios else None  # (B, T*640)
-        vm_t = torch.from_numpy(np.stack(vms)).to(device)
-        am_t = torch.from_numpy(np.stack(ams)).to(device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-            out = model(mouth, audio_t, face=face, visual_mask=vm_t if mouth is not None else None,
-                        audio_mask=am_t if audio_t is not None else None)
-        fused = torch.sigmoid(out.frame_fused_logits.float()).cpu().numpy()  # (B, T)
-        bnd = torch.sigmoid(out.boundary_logits.float()).cpu().numpy()  # (B, T, 2)
-        dist = out.boundary_offsets.float().cpu().numpy()  # (B, T, 2)
-        clip = torch.sigmoid(out.clip_logits.float()).cpu().numpy()  # (B,)
-        for k, (s, m) in enumerate(zip(chunk, lens)):
-            stitcher.add(s, ScoreTrack(frame=fused[k, :m], start=bnd[k, :m, 0], end=bnd[k, :m, 1],
-                                       start_dist=dist[k, :m, 0], end_dist=dist[k, :m, 1]))
-            clip_probs.append(float(clip[k]))
-            clip_w.append(m)
-    props = propose(stitcher.result(), proposal_config)
+        first = min(leading_silence_frames(cache.read(entry.file).audio), rec.n_frames - 1)
+    length = rec.n_frames - first
+    engine = WindowEngine(model, length, hop=hop, device=str(device), batch_size=batch_size, amp=amp)
+    for w in cache_windows(cache, entry.file, engine.starts(), window, first):
+        engine.add(w)
+    result = engine.result()
+    whole = cache.read(entry.file, first, rec.n_frames)
+    visual = whole.valid if whole.mouth is not None else None
+    audio = whole.has_audio_frames if whole.audio is not None else None
+    score = clip_score(result, visual, audio, min_face_coverage)
+    vmask = np.zeros(length, bool) if visual is None else visual
+    amask = np.zeros(length, bool) if audio is None else audio
+    fused = result.tracks["fused"]
+    props = propose(ScoreTrack(frame=np.where(vmask | amask, fused.frame, 0.0), start=fused.start, end=fused.end,
+                               start_dist=fused.start_dist, end_dist=fused.end_dist), proposal_config)
     offset = float(frames_to_seconds(first))
     if len(props):
         props = props + np.array([0.0, offset, offset])
-    score = float(np.average(clip_probs, weights=clip_w))
-    return ClipPrediction(entry.file, score, props, offset)
+    return ClipPrediction(entry.file, score.fake_probability, props, offset)
 
 
 def predict_entries(model, cache: FeatureCache, entries: list[ManifestEntry], *, quiet: bool = True,

@@ -22,7 +22,8 @@ import numpy as np
 
 from avdetect.errors import ConfigError
 from avdetect.forge import ops, tts
-from avdetect.timegrid import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, frames_to_seconds
+from avdetect.timegrid import (frame_to_sample, frames_to_seconds, samples_to_frames, samples_to_seconds,
+                               seconds_to_frame, seconds_to_frames_round)
 
 VISUAL_FAMILIES = ("face_blend", "mouth_rerender")
 AUDIO_FAMILIES = ("voice_swap", "voice_tts", "voice_vocoder", "av_shift")
@@ -84,9 +85,9 @@ def usable_families(names, have_donors: bool) -> tuple[str, ...]:
 def pick_span(n_frames: int, rng: np.random.Generator, min_s: float = 0.5, max_s: float = 2.5,
               margin_s: float = 0.3) -> tuple[int, int]:
     """A span of ``min_s``-``max_s`` seconds inside ``[margin, n - margin)`` (shorter clips: what fits)."""
-    margin = int(round(margin_s * FPS))
+    margin = seconds_to_frames_round(margin_s)
     room = max(1, n_frames - 2 * margin)
-    lo, hi = int(round(min_s * FPS)), int(round(max_s * FPS))
+    lo, hi = seconds_to_frames_round(min_s), seconds_to_frames_round(max_s)
     length = int(np.clip(rng.integers(lo, hi + 1), 1, room))
     a = margin + int(rng.integers(0, room - length + 1))
     return a, min(n_frames, a + length)
@@ -96,7 +97,7 @@ def donor_indices(n_frames: int, a: int, b: int, rng: np.random.Generator, valid
     """Frames of the same clip whose lower face replaces frames ``[a, b)``: a block at least
     0.6 s away in time (lips then follow other words); played backwards where no such block fits."""
     length = b - a
-    gap = int(0.6 * FPS)
+    gap = seconds_to_frame(0.6)
     starts = [s for s in range(0, n_frames - length + 1) if s + length <= a - gap or s >= b + gap]
     if valid is not None:
         starts = [s for s in starts if valid[s:s + length].mean() > 0.9] or starts
@@ -114,7 +115,7 @@ def _voice(name: str, wave: np.ndarray, sa: int, sb: int, rng: np.random.Generat
             raise ConfigError("voice_swap needs donor speech from another speaker")
         off = int(rng.integers(0, max(1, len(donor_wave) - n + 1)))
         sp = ops.SpliceParams.sample(rng)
-        return ops.splice(wave, sa, sb, donor_wave[off: off + n], sp, rng), {**ops.params_dict(sp), "donor_offset_s": off / SAMPLE_RATE}
+        return ops.splice(wave, sa, sb, donor_wave[off: off + n], sp, rng), {**ops.params_dict(sp), "donor_offset_s": samples_to_seconds(off)}
     if name == "voice_tts":
         y, info = tts.speech_for(n, rng)
         sp = ops.SpliceParams.sample(rng)
@@ -126,9 +127,9 @@ def _voice(name: str, wave: np.ndarray, sa: int, sb: int, rng: np.random.Generat
         sp = ops.SpliceParams(gain_db=float(rng.uniform(-1.0, 1.0)), match_floor=False)
         return ops.splice(wave, sa, sb, seg, sp, rng), {"griffin_lim.n_iter": n_iter, **ops.params_dict(sp)}
     if name == "av_shift":
-        lim = max(1, min(int(1.0 * FPS), context // SAMPLES_PER_FRAME if context else int(1.0 * FPS)))
+        lim = max(1, min(seconds_to_frame(1.0), samples_to_frames(context) if context else seconds_to_frame(1.0)))
         frames = int(rng.integers(min(5, lim), lim + 1)) * (1 if rng.random() < 0.5 else -1)
-        return ops.shift_span(wave, sa, sb, frames * SAMPLES_PER_FRAME), {"shift_s": frames / FPS}
+        return ops.shift_span(wave, sa, sb, frame_to_sample(frames)), {"shift_s": frames_to_seconds(frames)}
     raise ConfigError(f"not a voice family: {name}")
 
 
@@ -184,7 +185,7 @@ def forge_clip(family: str, frames: np.ndarray | None, boxes: np.ndarray | None,
     if family in AUDIO_FAMILIES or voice is not None:
         if wave is None:
             raise ConfigError(f"{family} needs audio")
-        sa, sb = audio_context + a * SAMPLES_PER_FRAME, audio_context + b * SAMPLES_PER_FRAME
+        sa, sb = audio_context + frame_to_sample(a), audio_context + frame_to_sample(b)
         out_wave, p = _voice(voice or family, wave, sa, sb, rng, donor_wave, audio_context)
         params.update(p)
         modify_audio = True

@@ -28,7 +28,8 @@ import numpy as np
 
 from avdetect.errors import ConfigError, DataFormatError
 from avdetect.forge.families import FAMILIES, check_families, forge_clip, pick_span, usable_families
-from avdetect.timegrid import SAMPLES_PER_FRAME
+from avdetect.timegrid import frame_to_sample, frames_to_seconds
+from avdetect.vocab import DECODE_MAX_SIDE, modify_type_of
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +66,15 @@ def _load(path: str, max_side: int):
     frames = media.read_frames()
     track = FaceTracker(crops=False).track(media)
     n = min(len(frames), len(track.valid))
-    wave = media.audio[: n * SAMPLES_PER_FRAME] if media.has_audio else None
-    if wave is not None and len(wave) < n * SAMPLES_PER_FRAME:
-        wave = np.pad(wave, (0, n * SAMPLES_PER_FRAME - len(wave)))
+    wave = media.audio[: frame_to_sample(n)] if media.has_audio else None
+    if wave is not None and len(wave) < frame_to_sample(n):
+        wave = np.pad(wave, (0, frame_to_sample(n) - len(wave)))
     return frames[:n], track.boxes[:n], track.valid[:n], wave, track.coverage
 
 
 def _truth(file: str, src: Source, record, n: int, crf: int) -> dict:
     return {"file": file, "source": src.path, "person": src.person, "split": src.split, "crf": crf,
-            "video_frames": n, "audio_frames": n * SAMPLES_PER_FRAME,
+            "video_frames": n, "audio_frames": frame_to_sample(n),
             **(record.to_dict() if record is not None else {"family": "real", "modify_video": False,
                                                             "modify_audio": False})}
 
@@ -121,7 +122,7 @@ def _forge_one(job: tuple) -> list[dict]:
 def lavdf_row(t: dict) -> dict:
     segs = [[t["start_s"], t["end_s"]]] if t["modify_video"] or t["modify_audio"] else []
     return {"file": t["file"], "split": t["split"], "n_fakes": len(segs), "fake_periods": segs,
-            "duration": round(t["video_frames"] / 25.0, 4), "original": Path(t["source"]).name,
+            "duration": round(frames_to_seconds(t["video_frames"]), 4), "original": Path(t["source"]).name,
             "modify_video": t["modify_video"], "modify_audio": t["modify_audio"], "video_frames": t["video_frames"],
             "audio_channels": 1, "audio_frames": t["audio_frames"]}
 
@@ -129,7 +130,7 @@ def lavdf_row(t: dict) -> dict:
 def av1m_row(t: dict) -> dict:
     v, a = t["modify_video"], t["modify_audio"]
     seg = [[t["start_s"], t["end_s"]]] if v or a else []
-    kind = "both_modified" if v and a else "visual_modified" if v else "audio_modified" if a else "real"
+    kind = modify_type_of(v, a)
     return {"file": t["file"], "original": Path(t["source"]).name, "split": AV1M_SPLIT_NAME[t["split"]],
             "modify_type": kind, "audio_model": f"forge-{t['family']}" if a else "",
             "fake_segments": seg, "audio_fake_segments": seg if a else [], "visual_fake_segments": seg if v else [],
@@ -137,7 +138,7 @@ def av1m_row(t: dict) -> dict:
 
 
 def forge_folder(sources: list[Source], out_dir: str | Path, *, seed: int = 0, families=FAMILIES,
-                 max_side: int = 640, workers: int = 1, write_real: bool = True, quiet: bool = True) -> dict:
+                 max_side: int = DECODE_MAX_SIDE, workers: int = 1, write_real: bool = True, quiet: bool = True) -> dict:
     """Forge every source with every family (see the module docstring); returns a summary.
 
     A source that cannot be read is logged and listed under ``failed``; the others are written.

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from avdetect.faces.crops import MOUTH_CENTER_X, MOUTH_CENTER_Y, MOUTH_SIDE, mouth_box_from_face
-from avdetect.timegrid import SAMPLE_RATE
+from avdetect.timegrid import SAMPLE_RATE, n_samples_for_duration
 
 
 def face_box_in_mouth_crop(size: int) -> np.ndarray:
@@ -336,7 +336,7 @@ def splice(wave: np.ndarray, a: int, b: int, insert: np.ndarray, params: SpliceP
     if params.match_floor:
         floor = noise_floor(np.concatenate([out[max(0, a - SAMPLE_RATE): a], out[b: b + SAMPLE_RATE], orig]))
         ins += rng.normal(0.0, floor, n)
-    f = min(n // 2, int(FADE_S * SAMPLE_RATE))
+    f = min(n // 2, n_samples_for_duration(FADE_S))
     if f > 0:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0, math.pi, f))
         ins[:f] = ins[:f] * ramp + orig[:f] * (1 - ramp)
@@ -367,7 +367,7 @@ def shift_span(wave: np.ndarray, a: int, b: int, shift: int) -> np.ndarray:
     if hi > lo:
         src[lo - (a - shift): hi - (a - shift)] = wave[lo:hi]
     out = np.asarray(wave, np.float32).copy()
-    n, f = b - a, min((b - a) // 2, int(FADE_S * SAMPLE_RATE))
+    n, f = b - a, min((b - a) // 2, n_samples_for_duration(FADE_S))
     if f > 0:
         ramp = (0.5 - 0.5 * np.cos(np.linspace(0, math.pi, f))).astype(np.float32)
         src[:f] = src[:f] * ramp + out[a:a + f] * (1 - ramp)

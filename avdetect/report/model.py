@@ -76,7 +76,7 @@ class VerdictReason:
     ``model_score``, ``flagged_segments``, ``strong_evidence`` (evidence agreeing with the model),
     ``evidence_unconfirmed`` (strong evidence the model does not confirm: unknown), ``model_uncertain``
     (p(fake) between the checkpoint's ``real_below`` and its threshold: unknown) and ``nothing_found`` (see
-    :data:`avdetect.api.VERDICT_RULE`). ``brief``: a few words for one-line summaries.
+    :data:`avdetect.verdict.VERDICT_RULE`). ``brief``: a few words for one-line summaries.
     """
 
     code: str

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avdetect.timegrid import SAMPLE_RATE, SAMPLES_PER_FRAME
+from avdetect.timegrid import SAMPLE_RATE, SAMPLES_PER_FRAME, n_samples_for_duration, samples_to_seconds
 
 HOP = 64  # control-track hop (4 ms at 16 kHz); 10 hops per video frame
 N_FFT = 512
@@ -228,7 +228,7 @@ def control_tracks(utt: Utterance, voice: Voice, rng: np.random.Generator) -> Tr
     voiced = _smooth(voiced, 2)
     noise = _smooth(noise, 1)
     # pitch: declination over each breath group + accents + jitter
-    t = np.arange(n) * HOP / SAMPLE_RATE
+    t = samples_to_seconds(np.arange(n) * HOP)
     semis = voice.f0_range * (0.5 - t / max(utt.duration, 1e-3) * 0.6)
     accents = np.zeros(n)
     for w0, w1 in utt.words:
@@ -283,10 +283,10 @@ def _track_at(track: np.ndarray, n_frames: int) -> np.ndarray:
 def synthesize(utt: Utterance, voice: Voice, rng: np.random.Generator, tracks: Tracks | None = None) -> tuple[np.ndarray, Tracks]:
     """Render an utterance to a float32 waveform at 16 kHz (peak ~0.5) and its tracks."""
     tr = tracks if tracks is not None else control_tracks(utt, voice, rng)
-    n = int(round(utt.duration * SAMPLE_RATE))
+    n = n_samples_for_duration(utt.duration)
     hop_pos = np.arange(n) / HOP
     f0 = np.interp(hop_pos, np.arange(len(tr.f0)), tr.f0)
-    phase = np.cumsum(f0 / SAMPLE_RATE)
+    phase = np.cumsum(f0 / SAMPLE_RATE)  # not time: cycles per sample
     frac = phase - np.floor(phase)
     # glottal flow derivative-like pulse: smooth opening, sharp closure
     open_q = 0.6

@@ -1,0 +1,117 @@
+"""The ``report`` stage of detect: thumbnails, provenance and the :class:`DetectionReport` itself.
+
+Everything here turns what the earlier stages found (frame indices, score tracks, masks) into
+the report's public form: seconds, rounded numbers, ``None`` where a stream is absent.
+"""
+from __future__ import annotations
+
+import base64
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from avdetect._version import __version__
+from avdetect.errors import MediaError
+from avdetect.report.model import DetectionReport, Provenance, Segment, Thumbnail, Tracks
+from avdetect.timegrid import FPS, frames_to_seconds, seconds_to_frame
+
+THUMBNAIL_FACE_PX = 128  # face thumbnails, square
+THUMBNAIL_FRAME_PX = 160  # longer side of a whole-frame thumbnail (no face)
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
+    return [round(float(v), 4) if m else None for v, m in zip(values, mask)]
+
+
+def thumbnails(media, segments: list[Segment], valid: np.ndarray, boxes: np.ndarray | None) -> list[Thumbnail]:
+    """One JPEG face crop per flagged segment, at its middle (nearest frame with a face)."""
+    import cv2
+
+    from avdetect.faces.crops import crop, face_crop_box
+
+    out: list[Thumbnail] = []
+    for k, seg in enumerate(segments):
+        a = seconds_to_frame(seg.start_s)
+        b = min(max(a + 1, seconds_to_frame(seg.end_s)), len(valid))
+        mid = (a + b) // 2
+        inside = np.flatnonzero(valid[a:b]) + a
+        i = int(inside[np.argmin(np.abs(inside - mid))]) if len(inside) else min(mid, len(valid) - 1)
+        frame = next(media.iter_frames(start=i, stop=i + 1))
+        if boxes is not None and valid[i]:
+            img = crop(frame, face_crop_box(boxes[i]), THUMBNAIL_FACE_PX)
+        else:  # no face: the whole frame, small
+            h, w = frame.shape[:2]
+            s = THUMBNAIL_FRAME_PX / max(h, w)
+            img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise MediaError(f"could not encode a thumbnail of frame {i}", media.info.path)
+        out.append(Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3),
+                             jpeg_base64=base64.b64encode(buf.tobytes()).decode("ascii")))
+    return out
+
+
+def provenance(media, detector, parameters: dict, started_at: str, run_time_s: float,
+               stage_seconds: dict[str, float]) -> Provenance:
+    """Where the result came from: the file (hash, streams), the tool, the model, the parameters, the run."""
+    import torch
+
+    info = media.info
+    has_video, has_audio = bool(info.has_video), bool(info.has_audio)
+    v_stream = next((s for s in info.streams if s.kind == "video"), None)
+    return Provenance(
+        file_name=Path(info.path).name, file_path=str(Path(info.path).resolve()), sha256=media.sha256,
+        size_bytes=int(info.size_bytes), duration_s=_r(info.duration, 4), container=info.container,
+        video_codec=info.video_codec, audio_codec=info.audio_codec,
+        source_size=list(info.source_size) if has_video else None,
+        source_fps=float(info.source_fps) if has_video else None,
+        audio_sample_rate=int(info.source_sample_rate) if has_audio else None,
+        audio_channels=int(info.source_channels) if has_audio else None,
+        media_warnings=list(info.warnings) + ([f"variable frame rate (declared {v_stream.fps} fps)"]
+                                              if v_stream is not None and info.variable_frame_rate else []),
+        package="avdetect", package_version=__version__, model_name=detector.model.config.name,
+        checkpoint=detector.checkpoint, weights_sha256=detector.weights_sha256,
+        model_parameters=int(detector.model.num_parameters()), parameters=parameters, device=str(detector.device),
+        started_at=started_at, run_time_s=_r(run_time_s, 4), stage_seconds={k: _r(v, 4) for k, v in stage_seconds.items()},
+        python_version=platform.python_version(), torch_version=torch.__version__,
+    )
+
+
+def build_report(path, sources, result, score, localisation, judgement, evidence: list[dict], forensics: dict,
+                 warnings: list, thumbs: list[Thumbnail], prov: Provenance, threshold: float, rule: str,
+                 extra: dict) -> DetectionReport:
+    """The :class:`DetectionReport` from the stages' outputs: ``sources``
+    (:class:`avdetect.sources.Sources`), ``result`` (:class:`avdetect.inference.InferenceResult`),
+    ``score`` (:class:`~avdetect.inference.ClipScore`), ``localisation``
+    (:class:`avdetect.localization.Localisation`), ``judgement`` (:class:`avdetect.verdict.Judgement`)."""
+    from avdetect.vocab import CATEGORIES
+
+    n = result.n_frames
+    vmask = sources.visual_present if sources.visual_present is not None else np.zeros(n, bool)
+    amask = sources.audio_present if sources.audio_present is not None else np.zeros(n, bool)
+    fmask = vmask | amask
+    cats = result.category_probabilities
+    if cats is None:
+        cats = np.full(len(CATEGORIES), 1.0 / len(CATEGORIES))
+    tr = result.tracks
+    coverage = float(vmask.mean()) if sources.has_video else 0.0
+    return DetectionReport(
+        file=str(path), verdict=judgement.decision.verdict, verdict_reasons=judgement.decision.reasons,
+        verdict_rule=rule, fake_probability=_r(score.fake_probability), threshold=float(threshold),
+        category_probabilities={c: _r(p) for c, p in zip(CATEGORIES, cats)},
+        visual=judgement.visual, audio=judgement.audio, segments=judgement.segments,
+        proposals={k: [[_r(c, 5), _r(a, 3), _r(b, 3)] for c, a, b in v] for k, v in localisation.proposals.items()},
+        tracks=Tracks(
+            fps=float(FPS), start_s=0.0, n_frames=int(n),
+            visual=_track_list(tr["visual"].frame, vmask), audio=_track_list(tr["audio"].frame, amask),
+            fused=_track_list(tr["fused"].frame, fmask), sync=_track_list(tr["sync"].frame, vmask & amask),
+            face=[int(v) for v in vmask], audio_level=_track_list(sources.audio_level, amask),
+        ),
+        face_coverage=_r(coverage, 4), warnings=warnings, evidence=evidence, forensics=forensics,
+        thumbnails=thumbs, provenance=prov, explanation=judgement.explanation, extra=extra,
+    )

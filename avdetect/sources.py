@@ -1,0 +1,259 @@
+"""The ``sources`` stage of detect: one media file as the model's windows, streamed.
+
+:func:`open_sources` starts face tracking (window by window, :meth:`FaceTracker.iter_windows`,
+in a background thread one hop ahead of the model when ``prefetch``) and chunked audio decoding
+(``audio_chunk_s`` seconds at a time); :meth:`Sources.windows` serves
+:class:`avdetect.inference.WindowInputs` for any increasing sequence of window starts, holding
+only the frames of the current window plus one hop. As windows pass, the domain checks'
+measurements (:class:`avdetect.domain.DomainMeter`), the per-frame audio level and, when
+forensics will run, the forensic face features are gathered, so the file is decoded and its
+faces tracked once for all of them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+from typing import Iterator
+
+import numpy as np
+
+from avdetect.domain import DomainFacts, DomainMeter
+from avdetect.errors import MediaError
+from avdetect.inference import WindowInputs
+from avdetect.media import Prefetch
+from avdetect.timegrid import SAMPLES_PER_FRAME, frame_to_sample, n_samples_for_duration, samples_to_seconds
+
+log = logging.getLogger(__name__)
+
+
+class FaceStream:
+    """Pulls :class:`FaceTrack` chunks and serves any frame range at or after the last drop."""
+
+    def __init__(self, chunks: Iterator, n_frames: int, keep_face: bool):
+        self._chunks = chunks
+        self.n_frames = n_frames
+        self.keep_face = keep_face
+        self._parts: list = []  # FaceTrack chunks covering the frames still needed
+        self.end = 0
+        self.valid = np.zeros(n_frames, bool)  # whole video, for the report (1 byte per frame)
+        self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
+        self.mouth_boxes = np.zeros((n_frames, 4), np.float32)  # for the still-video check
+        self.seconds = 0.0
+        self.last_track = None
+        self.on_chunk = None  # called with every chunk as it arrives (the forensic face features)
+
+    def _pull(self, upto: int) -> None:
+        while self.end < upto:
+            t0 = time.perf_counter()
+            try:
+                part = next(self._chunks)
+            except StopIteration:
+                raise MediaError(f"face tracking ended at frame {self.end} of {self.n_frames}") from None
+            self.seconds += time.perf_counter() - t0
+            a, b = part.start_frame, part.start_frame + len(part)
+            self.valid[a:b] = part.valid
+            self.boxes[a:b] = part.boxes
+            self.mouth_boxes[a:b] = part.mouth_boxes
+            self.last_track = part
+            if self.on_chunk is not None:
+                self.on_chunk(part)
+            self._parts.append(part)
+            self.end = b
+
+    def close(self) -> None:
+        """Stop the decoder (the face generator's cleanup kills its ffmpeg)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def window(self, a: int, b: int):
+        """(mouth (n, 96, 96, 3), face (n, 128, 128, 3) or None, valid (n,)) for frames [a, b)."""
+        self._pull(b)
+        while self._parts and self._parts[0].start_frame + len(self._parts[0]) <= a:  # windows only move forward
+            self._parts.pop(0)
+        mouths, faces = [], []
+        for p in self._parts:
+            lo, hi = max(a, p.start_frame), min(b, p.start_frame + len(p))
+            if lo >= hi:
+                continue
+            sl = slice(lo - p.start_frame, hi - p.start_frame)
+            mouths.append(p.mouth[sl])
+            if self.keep_face:
+                faces.append(p.face[sl])
+        mouth = np.concatenate(mouths)
+        face = np.concatenate(faces) if self.keep_face else None
+        return mouth, face, self.valid[a:b]
+
+
+class AudioStream:
+    """Audio samples of any range at or after the last one asked for, decoded in chunks."""
+
+    def __init__(self, media, chunk_s: float):
+        self.media = media
+        self.n_samples = media.n_samples
+        self.chunk = n_samples_for_duration(round(chunk_s))
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0  # sample index of buf[0]
+        self.next_chunk = 0  # sample index where the next decode starts
+        self.seconds = 0.0
+
+    def samples(self, a: int, b: int) -> np.ndarray:
+        """Samples [a, b) (zeros past the end of the audio stream)."""
+        while self.next_chunk < min(b, self.n_samples):
+            t0 = time.perf_counter()
+            stop = min(self.n_samples, self.next_chunk + self.chunk)
+            got = self.media.read_audio(samples_to_seconds(self.next_chunk), samples_to_seconds(stop))
+            keep_from = min(max(0, a - self.buf_start), len(self.buf))  # buf then starts where `got` does
+            self.buf = np.concatenate([self.buf[keep_from:], got])
+            self.buf_start += keep_from
+            self.next_chunk += len(got) if len(got) else stop - self.next_chunk
+            self.seconds += time.perf_counter() - t0
+        out = np.zeros(b - a, np.float32)
+        lo, hi = max(a, self.buf_start), min(b, self.buf_start + len(self.buf))
+        if hi > lo:
+            out[lo - a:hi - a] = self.buf[lo - self.buf_start:hi - self.buf_start]
+        return out
+
+
+class Sources:
+    """One file's streams for detect (module docstring). Use as a context manager, or :meth:`close`."""
+
+    def __init__(self, media, keep_face: bool, *, face_backend: str = "opencv", chunk_frames: int = 75,
+                 audio_chunk_s: float = 60.0, prefetch: bool = True, face_features: bool = False):
+        info = media.info
+        self.media = media
+        self.has_video, self.has_audio = bool(info.has_video), bool(info.has_audio)
+        n_audio = -(-info.n_samples // SAMPLES_PER_FRAME)  # frames the audio reaches into
+        self.n_frames = n = info.n_frames if self.has_video else n_audio
+        if n < 1:
+            raise MediaError("the file holds no frame and no audio sample to analyse", info.path)
+        self.audio_frames = min(n, n_audio) if self.has_audio else 0
+        self.faces: FaceStream | None = None
+        self.face_features = None
+        if self.has_video:
+            from avdetect.faces import FaceTracker
+
+            chunks = FaceTracker(backend=face_backend, crops=True).iter_windows(media, window=chunk_frames)
+            self.faces = FaceStream(Prefetch(chunks, name="avdetect-faces") if prefetch else chunks, n, keep_face)
+            if face_features:
+                self.face_features = _face_feature_hook(self.faces, media)
+        self.audio = AudioStream(media, audio_chunk_s) if self.has_audio else None
+        self.audio_level = np.zeros(n, np.float32)  # per-frame peak |sample|, for the report's waveform strip
+        self.meter = DomainMeter(n, self.has_video, self.has_audio, self.audio_frames)
+        self.meter_seconds = 0.0
+
+    # -- the streams, as the model sees them
+    @property
+    def visual_present(self) -> np.ndarray | None:
+        """(n,) bool frames with a tracked face (complete once :meth:`windows` has run), None without video."""
+        return self.faces.valid if self.faces is not None else None
+
+    @property
+    def audio_present(self) -> np.ndarray | None:
+        """(n,) bool frames with audio, None without an audio stream."""
+        return np.arange(self.n_frames) < self.audio_frames if self.has_audio else None
+
+    def window(self, s: int, e: int) -> WindowInputs:
+        """The model's inputs for frames [s, e), measured for the domain checks on the way."""
+        w = WindowInputs(start=s, length=e - s)
+        if self.faces is not None:
+            w.mouth, w.face, w.valid = self.faces.window(s, e)
+            t0 = time.perf_counter()
+            self.meter.add_mouths(s, w.mouth, w.valid, self.faces.mouth_boxes[s:e])
+            self.meter_seconds += time.perf_counter() - t0
+        if self.audio is not None:
+            w.audio = self.audio.samples(frame_to_sample(s), frame_to_sample(e))
+            w.audio_valid = np.arange(s, e) < self.audio_frames
+            self.audio_level[s:e] = np.abs(w.audio).reshape(e - s, SAMPLES_PER_FRAME).max(axis=1)
+            t0 = time.perf_counter()
+            self.meter.add_audio(frame_to_sample(s), w.audio)
+            self.meter_seconds += time.perf_counter() - t0
+        if w.mouth is None and w.audio is None:
+            raise MediaError("neither video nor audio could be read", self.media.info.path)
+        return w
+
+    def windows(self, starts: list[int], window: int, progress=None) -> Iterator[WindowInputs]:
+        """:meth:`window` for each start (increasing), ``window`` frames or up to the end;
+        ``progress(frames)`` is called with the frames newly covered."""
+        done_to = 0
+        for s in starts:
+            e = min(self.n_frames, s + window)
+            yield self.window(s, e)
+            if progress is not None and e > done_to:
+                progress(e - done_to)
+            done_to = max(done_to, e)
+
+    # -- what was gathered on the way
+    def domain_facts(self) -> DomainFacts:
+        """The domain checks' measurements (:meth:`DomainMeter.finish`), once the windows have run."""
+        f = self.faces
+        info = self.media.info
+        facts = self.meter.finish(f.valid if f is not None else None, f.boxes if f is not None else None,
+                                  f.last_track.tracks if f is not None and f.last_track is not None else [],
+                                  tuple(self.media.working_size), tuple(info.source_size) if self.has_video else (0, 0))
+        return facts
+
+    def forensic_face_features(self):
+        """The forensic face features gathered while faces streamed past, or None (not requested,
+        failed, or incomplete: forensics then tracks faces itself)."""
+        h = self.face_features
+        if h is None or h.acc is None or h.acc.n_frames < self.media.n_frames:
+            return None
+        return h.acc.result()
+
+    def stage_seconds(self) -> dict[str, float]:
+        out = {}
+        if self.faces is not None:
+            out["decode_faces"] = self.faces.seconds
+        if self.audio is not None:
+            out["decode_audio"] = self.audio.seconds
+        if self.face_features is not None:
+            out["forensic_face_features"] = self.face_features.seconds  # done while faces streamed past
+        return out
+
+    def close(self) -> None:
+        if self.faces is not None:
+            self.faces.close()  # stops the decoder, also on errors
+
+    def __enter__(self) -> "Sources":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _face_feature_hook(faces: FaceStream, media):
+    """Reduce every face-track chunk to the forensic face features as it streams past. Returns a
+    holder whose ``acc`` is the accumulator (None after a failure) and ``seconds`` the time spent.
+    A failure here is logged and the forensic analysis then tracks faces itself, so detection is
+    never lost to it."""
+    from avdetect.forensics.features import FaceFeatureAccumulator
+
+    holder = SimpleNamespace(acc=FaceFeatureAccumulator(tuple(media.working_size)), seconds=0.0)
+
+    def add(part) -> None:
+        if holder.acc is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            holder.acc.add(part)
+            holder.seconds += time.perf_counter() - t0
+        except Exception as err:  # logged and recorded; forensics falls back to its own tracking
+            log.warning("%s: forensic face features failed (%s: %s); forensics will track faces itself",
+                        media.info.path, type(err).__name__, err)
+            holder.acc = None
+
+    faces.on_chunk = add
+    return holder
+
+
+def open_sources(media, model_config, opts) -> Sources:
+    """The sources stage: :class:`Sources` for ``media`` as a model with ``model_config`` reads it
+    under :class:`avdetect.api.DetectOptions` ``opts`` (face chunks of one hop)."""
+    from avdetect.inference import default_hop
+
+    hop = int(opts.hop or default_hop(int(model_config.window_frames)))
+    return Sources(media, keep_face=bool(model_config.visual.use_face), face_backend=opts.face_backend,
+                   chunk_frames=hop, audio_chunk_s=opts.audio_chunk_s, prefetch=opts.prefetch,
+                   face_features=opts.forensics)
