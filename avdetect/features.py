@@ -7,8 +7,9 @@ mel frame ``j`` is centred on sample ``160 * j``, so video frame ``i`` (samples
 320, 480}``. For ``T`` video frames (``T * 640`` samples) :func:`log_mel` returns exactly
 ``4 T`` mel frames (the one trailing frame a centred STFT produces is dropped).
 
-The filterbank comes from ``librosa.filters.mel`` (Slaney-normalised, HTK off), the STFT from
-``torch.stft``: no torchaudio (its wheels need CUDA libraries, see DESIGN.md §6). Works on
+The filterbank is librosa's default one (Slaney mel scale and normalisation, computed here in
+numpy, :func:`mel_filterbank`; tested equal to ``librosa.filters.mel``), the STFT is
+``torch.stft``: no librosa at run time, no torchaudio (its wheels need CUDA libraries, see DESIGN.md §6). Works on
 CPU and CUDA tensors and is differentiable.
 """
 from __future__ import annotations
@@ -34,11 +35,44 @@ LOG_MEL_SCALE: float = 4.0
 assert HOPS_PER_FRAME * HOP_LENGTH == SAMPLES_PER_FRAME
 
 
+# the Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above (27 mels per factor 6.4)
+_MEL_LINEAR_HZ = 200.0 / 3.0
+_MEL_BREAK_HZ = 1000.0
+_MEL_BREAK = _MEL_BREAK_HZ / _MEL_LINEAR_HZ  # 15 mels
+_MEL_LOG_STEP = float(np.log(6.4) / 27.0)
+
+
+def hz_to_mel(hz):
+    """Hz -> mels on the Slaney scale (as ``librosa.hz_to_mel(htk=False)``)."""
+    hz = np.asarray(hz, np.float64)
+    log_part = _MEL_BREAK + np.log(np.maximum(hz, _MEL_BREAK_HZ) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    return np.where(hz >= _MEL_BREAK_HZ, log_part, hz / _MEL_LINEAR_HZ)
+
+
+def mel_to_hz(mel):
+    """Mels on the Slaney scale -> Hz (the inverse of :func:`hz_to_mel`)."""
+    mel = np.asarray(mel, np.float64)
+    log_part = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (np.maximum(mel, _MEL_BREAK) - _MEL_BREAK))
+    return np.where(mel >= _MEL_BREAK, log_part, mel * _MEL_LINEAR_HZ)
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_filterbank_np(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float | None) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+    """Triangular filters between mel-spaced edges, each scaled to unit area (Slaney norm): the
+    filterbank ``librosa.filters.mel`` makes by default (tested against it), in numpy alone so
+    that detect does not import librosa."""
+    fmax = sample_rate / 2.0 if fmax is None else float(fmax)
+    bins = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)  # (F,) Hz
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # (n_mels + 2,) Hz
+    width = np.diff(edges)  # (n_mels + 1,)
+    dist = edges[:, None] - bins[None, :]  # (n_mels + 2, F)
+    fb = np.zeros((n_mels, len(bins)), np.float32)
+    for m in range(n_mels):
+        rising = -dist[m] / width[m]
+        falling = dist[m + 2] / width[m + 1]
+        fb[m] = np.maximum(0.0, np.minimum(rising, falling))
+    fb *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, None]
+    return fb
 
 
 def mel_filterbank(n_mels: int = DEFAULT_N_MELS, *, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,

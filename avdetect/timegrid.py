@@ -2,7 +2,19 @@
 
 Everything inside avdetect is indexed on the 25 fps frame grid (40 ms per frame); audio is
 mono at 16 kHz, i.e. exactly 640 samples per frame. Public outputs are in seconds. These
-helpers are the only place that converts between the units.
+helpers are the only place that converts between the units: ``tests/test_timegrid.py`` fails
+on ``* FPS``, ``/ FPS``, ``* SAMPLE_RATE``... written anywhere else in the package, the recipes
+or the benchmarks (a line that is not a time conversion, e.g. Hz -> cycles per sample, says so
+with a trailing ``# not time: <reason>``).
+
+One rounding rule per direction and meaning:
+
+* seconds -> the frame holding an instant: floor (:func:`seconds_to_frame`);
+* seconds -> a frame boundary (segment edges) or a frame count (durations): nearest
+  (:func:`seconds_to_frames_round`, :func:`n_frames_for_duration`);
+* seconds -> samples: nearest (:func:`n_samples_for_duration`);
+* samples -> frames: floor (:func:`samples_to_frames`); frames -> samples and frames ->
+  seconds are exact.
 
 Frame ``i`` covers the half-open interval ``[i / FPS, (i + 1) / FPS)`` seconds.
 """

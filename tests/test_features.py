@@ -64,3 +64,24 @@ def test_silence_is_floored_and_gradients_flow():
     noisy = (0.1 * torch.randn(1, 2 * SAMPLES_PER_FRAME)).requires_grad_()
     log_mel(noisy, 20).sum().backward()
     assert torch.isfinite(noisy.grad).all() and noisy.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_mels, n_fft, sr, fmin, fmax", [(80, 400, 16000, 0.0, None), (64, 512, 16000, 50.0, 7600.0),
+                                                          (128, 1024, 22050, 0.0, None)])
+def test_filterbank_is_librosas_bit_for_bit(n_mels, n_fft, sr, fmin, fmax):
+    """The numpy filterbank (detect imports no librosa) is librosa.filters.mel's default one."""
+    librosa = pytest.importorskip("librosa")
+    from avdetect.features import _mel_filterbank_np
+
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    np.testing.assert_array_equal(_mel_filterbank_np(n_mels, n_fft, sr, fmin, fmax), ref)
+
+
+def test_detect_path_does_not_import_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from avdetect.features import log_mel; log_mel(torch.zeros(1, 6400)); "
+            "print('librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-1000:]

@@ -345,18 +345,36 @@ def splice(wave: np.ndarray, a: int, b: int, insert: np.ndarray, params: SpliceP
     return out
 
 
-def griffin_lim(x: np.ndarray, n_iter: int = 24, n_fft: int = 512, seed: int = 0) -> np.ndarray:
-    """``x`` resynthesised from its magnitude spectrogram by Griffin-Lim (phase discarded)."""
-    import librosa
+def griffin_lim(x: np.ndarray, n_iter: int = 24, n_fft: int = 512, seed: int = 0, momentum: float = 0.99) -> np.ndarray:
+    """``x`` resynthesised from its magnitude spectrogram by fast Griffin-Lim (phase discarded):
+    random initial phases (seeded), ``n_iter`` rounds of inverse STFT / STFT with momentum, a
+    Hann window of ``n_fft`` samples at hop ``n_fft // 4``, centred frames. The algorithm and
+    defaults of ``librosa.griffinlim``, on ``torch.stft`` (no numba compilation at first use)."""
+    import torch
 
     x = np.asarray(x, np.float32)
     if len(x) < n_fft:
         return x.copy()
     hop = n_fft // 4
-    mag = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
-    y = librosa.griffinlim(mag, n_iter=int(n_iter), hop_length=hop, n_fft=n_fft, length=len(x),
-                           random_state=np.random.RandomState(seed))
-    return y.astype(np.float32)
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float32)
+
+    def stft(y: torch.Tensor) -> torch.Tensor:  # (S,) -> (F, N) complex
+        return torch.stft(y, n_fft, hop_length=hop, window=window, center=True, pad_mode="constant",
+                          return_complex=True)
+
+    def istft(z: torch.Tensor) -> torch.Tensor:  # (F, N) complex -> (S,)
+        return torch.istft(z, n_fft, hop_length=hop, window=window, center=True, length=len(x))
+
+    mag = stft(torch.from_numpy(x)).abs()  # (F, N)
+    phase = np.random.RandomState(seed).random_sample(tuple(mag.shape))
+    angles = torch.polar(torch.ones_like(mag), torch.from_numpy(2 * np.pi * phase).float()) * mag  # (F, N)
+    prev = None
+    for _ in range(int(n_iter)):
+        rebuilt = stft(istft(angles))
+        angles = rebuilt - (momentum / (1 + momentum)) * prev if prev is not None else rebuilt.clone()
+        angles = angles / (angles.abs() + torch.finfo(torch.float32).tiny) * mag
+        prev = rebuilt
+    return istft(angles).numpy().astype(np.float32)
 
 
 def shift_span(wave: np.ndarray, a: int, b: int, shift: int) -> np.ndarray:
