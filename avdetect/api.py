@@ -70,7 +70,9 @@ class DetectOptions:
     min_segment_s: flagged segments are at least this long (shorter blips are model noise).
     merge_gap_s: flagged segments closer than this are reported as one.
     max_segments: at most this many flagged segments (best first).
-    face_backend: face detector backend name.
+    face_backend: face detector backend name; None (default): the one the checkpoint's crops were
+        made with (``config.visual.face_backend``: training crops and serving crops agree), or
+        ``opencv`` with a warning when that one is not installed here.
     thumbnails: decode one face thumbnail per flagged segment.
     forensics: run the training-free evidence (:func:`avdetect.forensics.analyze`).
     audio_chunk_s: seconds of audio decoded at a time.
@@ -86,7 +88,7 @@ class DetectOptions:
     min_segment_s: float = 0.2
     merge_gap_s: float = 0.24
     max_segments: int = 20
-    face_backend: str = "opencv"
+    face_backend: str | None = None
     thumbnails: bool = True
     forensics: bool = True
     audio_chunk_s: float = 60.0
@@ -176,6 +178,22 @@ class Detector:
                    checkpoint_warning=calibration["warning"] if calibration else None,
                    domain=calibration["domain"] if calibration else None)
 
+    def _face_backend(self, opts: DetectOptions) -> tuple[str, str | None]:
+        """The face backend to use and, when it is not the checkpoint's, why (a report warning)."""
+        trained = str(getattr(self.model.config.visual, "face_backend", "opencv"))
+        if opts.face_backend is not None:
+            from avdetect.faces import resolve_backend_name
+
+            chosen = resolve_backend_name(opts.face_backend)
+            note = None if chosen == trained else (
+                f"faces tracked with {chosen}, but this checkpoint was trained on {trained} crops: its scores are "
+                "less reliable")
+            return chosen, note
+        if _backend_installed(trained):
+            return trained, None
+        return "opencv", (f"this checkpoint was trained on {trained} crops, but {trained} is not installed here: "
+                          "faces were tracked with opencv and its scores are less reliable")
+
     def detect(self, path: str | os.PathLike, quiet: bool = True, **option_overrides) -> DetectionReport:
         """Detect and localise manipulations in one file (the stages of the module docstring).
         Options override :attr:`options`.
@@ -196,7 +214,8 @@ class Detector:
         clock = _StageClock()
         with clock("inspect"):
             media = load_media(path, max_side=opts.max_side)
-        with open_sources(media, self.model.config, opts) as src:
+        backend, backend_note = self._face_backend(opts)
+        with open_sources(media, self.model.config, replace(opts, face_backend=backend)) as src:
             engine = WindowEngine(self.model, src.n_frames, hop=opts.hop, device=self.device)
             with tqdm(total=src.n_frames, unit="frame", desc=Path(media.info.path).name[:30], disable=quiet,
                       leave=False) as bar:
@@ -214,6 +233,8 @@ class Detector:
         warnings = quality_warnings(media.info, coverage, visual_ok, src.faces.last_track if src.faces else None)
         if self.checkpoint_warning:
             warnings.insert(0, QualityWarning("checkpoint_domain", self.checkpoint_warning))
+        if backend_note:
+            warnings.append(QualityWarning("face_backend", backend_note))
         with clock("forensics"):
             evidence, forensics = gather_evidence(media, src, opts.forensics, warnings)
         with clock("domain"):
@@ -224,7 +245,7 @@ class Detector:
         with clock("thumbnails"):
             thumbs = thumbnails(media, verdict.segments, vmask, src.faces.boxes) if (
                 opts.thumbnails and src.has_video) else []
-        params = {**asdict(opts), "hop": engine.hop, "window_frames": engine.window,
+        params = {**asdict(opts), "face_backend": backend, "hop": engine.hop, "window_frames": engine.window,
                   "proposal_config": asdict(loc.config)}
         prov = provenance(media, self, params, started.isoformat(timespec="seconds"), time.perf_counter() - t_start,
                           clock.seconds)
@@ -233,6 +254,18 @@ class Detector:
                               extra={"domain": {"checkpoint": self.domain.to_dict(), "measured": facts.to_dict()}})
         log.info("%s", report.summary())
         return report
+
+
+def _backend_installed(name: str) -> bool:
+    from avdetect.faces import face_backend_names
+
+    if name not in face_backend_names():
+        return False
+    if name == "mediapipe":
+        from avdetect.faces.mediapipe_backend import available
+
+        return available()
+    return True
 
 
 def detect(path: str | os.PathLike, checkpoint: str | Path | None = None, device: str | None = None,

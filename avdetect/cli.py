@@ -32,7 +32,8 @@ def _args_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="audio or video file(s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--no-faces", action="store_true", help="skip face tracking (media facts only)")
-    p.add_argument("--backend", default="opencv", help="face backend: opencv (default) or face-alignment")
+    p.add_argument("--backend", default="auto", help="face backend: auto (default: mediapipe when installed, else "
+                   "opencv), mediapipe, opencv or face-alignment")
 
 
 def _run_probe(args) -> int:
@@ -153,6 +154,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=int, help="frames between model windows (default: 3/4 of a window)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
     p.add_argument("--no-forensics", action="store_true", help="skip the training-free evidence")
+    p.add_argument("--face-backend", metavar="NAME", help="face backend (default: the one the checkpoint was "
+                   "trained with; auto, mediapipe, opencv, face-alignment)")
 
 
 def _detect_options(args) -> dict:
@@ -165,6 +168,8 @@ def _detect_options(args) -> dict:
         opts["threshold"] = args.threshold
     if args.hop is not None:
         opts["hop"] = args.hop
+    if getattr(args, "face_backend", None):
+        opts["face_backend"] = args.face_backend
     return opts
 
 
@@ -347,7 +352,7 @@ def _args_preprocess(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--split", help="only the clips of this split")
     p.add_argument("--faces", action="store_true", help="also store 128x128 face crops (models with use_face)")
-    p.add_argument("--backend", default="opencv", help="face backend (default opencv)")
+    p.add_argument("--backend", default="auto", help="face backend (default auto: mediapipe when installed, else opencv)")
     from avdetect.vocab import DECODE_MAX_SIDE
 
     p.add_argument("--max-side", type=int, default=DECODE_MAX_SIDE,

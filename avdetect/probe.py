@@ -13,7 +13,7 @@ from avdetect._version import __version__
 from avdetect.media import load_media
 
 
-def probe(path, faces: bool = True, backend: str = "opencv", max_side: int | None = None) -> dict:
+def probe(path, faces: bool = True, backend: str = "auto", max_side: int | None = None) -> dict:
     """Facts about ``path`` as a JSON-ready dict (times in seconds). Raises MediaError subclasses."""
     t0 = time.perf_counter()
     media = load_media(path) if max_side is None else load_media(path, max_side=max_side)

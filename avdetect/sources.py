@@ -119,7 +119,7 @@ class AudioStream:
 class Sources:
     """One file's streams for detect (module docstring). Use as a context manager, or :meth:`close`."""
 
-    def __init__(self, media, keep_face: bool, *, face_backend: str = "opencv", chunk_frames: int = 75,
+    def __init__(self, media, keep_face: bool, *, face_backend: str = "auto", chunk_frames: int = 75,
                  audio_chunk_s: float = 60.0, prefetch: bool = True, face_features: bool = False):
         info = media.info
         self.media = media

@@ -339,7 +339,7 @@ def test_forensics_reuses_detect_face_tracking(detector, fake_report, fake_clip,
     fa = importlib.import_module("avdetect.forensics.analyze")  # the module (the package's `analyze` is the function)
     from avdetect.media import load_media
 
-    alone = analyze(load_media(fake_clip[0]))
+    alone = analyze(load_media(fake_clip[0]), face_backend=fake_report.provenance.parameters["face_backend"])
     assert fake_report.forensics["shared_face_tracking"] is True
     assert sorted(fake_report.forensics["ran"]) == sorted(alone.ran)
     assert [(e["kind"], e["start_s"], e["strength"]) for e in fake_report.evidence] == \

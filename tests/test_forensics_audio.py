@@ -187,3 +187,22 @@ def test_generated_speaker_turn_is_a_weak_change_point(tmp_path):
     assert near and all(0.0 < e.strength <= 0.4 for e in changes), [e.to_dict() for e in changes]
     assert "stays changed" in near[0].explanation
     assert not [e for e in _voice_spans(ev) if e.strength >= 0.5]
+
+
+def test_vad_speech_restricts_the_splice_features(tmp_path):
+    """With the VAD's speech: spectral/voice features over frames both gates call speech, the
+    noise floor only over frames neither calls active (here: none, so no noise change)."""
+    from avdetect.forensics.audio import SpeechActivity, energy_speech, with_speech
+
+    rng = np.random.default_rng(5)
+    af = audio_frame_features(load_media(_write(tmp_path, "v.wav", _voice(12, rng, 130.0), rng)))
+    everywhere = SpeechActivity(frames=np.ones(len(af), bool), gate="vad", probability=np.ones(len(af), np.float32))
+    _, tracks = analyze_audio_splices(af, everywhere)
+    assert not tracks["audio_change"].values["noise_change"].any()
+    np.testing.assert_array_equal(tracks["audio_change"].values["speech"].astype(bool), af.speech)  # speech & energy
+    nowhere = SpeechActivity(frames=np.zeros(len(af), bool), gate="vad", probability=np.zeros(len(af), np.float32))
+    assert not with_speech(af, nowhere).speech.any()
+    assert with_speech(af, energy_speech(af)) is af and with_speech(af, None) is af
+    _, base = analyze_audio_splices(af)
+    _, same = analyze_audio_splices(af, energy_speech(af))
+    np.testing.assert_array_equal(base["audio_change"].values["noise_change"], same["audio_change"].values["noise_change"])

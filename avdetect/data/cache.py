@@ -90,7 +90,7 @@ def audio_from_int16(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32) * (1.0 / 32767.0)
 
 
-def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = False, backend: str = "opencv",
+def process_clip(entry: ManifestEntry, cache_dir: str | Path, faces: bool = False, backend: str = "auto",
                  max_side: int = DECODE_MAX_SIDE) -> CacheRecord:
     """Decode + face-track one clip and write its shard atomically. Raises on failure."""
     from safetensors.numpy import save_file
@@ -209,7 +209,7 @@ class PreprocessSummary:
 
 
 def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int = 1, faces: bool = False,
-               backend: str = "opencv", max_side: int = DECODE_MAX_SIDE, retry_failed: bool = False,
+               backend: str = "auto", max_side: int = DECODE_MAX_SIDE, retry_failed: bool = False,
                quiet: bool = False) -> PreprocessSummary:
     """Fill ``cache_dir`` with the shards of ``entries`` (see the module docstring)."""
     from tqdm import tqdm
@@ -217,6 +217,9 @@ def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     info_path = cache / INFO_NAME
+    from avdetect.faces import resolve_backend_name
+
+    backend = resolve_backend_name(backend)  # "auto" is recorded as what it is here
     info = {"format": CACHE_FORMAT, "faces": faces, "backend": backend, "max_side": max_side,
             "mouth_size": MOUTH_SIZE, "face_size": FACE_SIZE, "audio": "int16", "avdetect_version": __version__}
     if info_path.is_file():

@@ -10,6 +10,8 @@ module with its class, and one line here); ``FaceTracker(backend="name")`` build
 """
 from avdetect.faces.backends import (
     FaceAlignmentBackend,
+    default_face_backend,
+    resolve_backend_name,
     FaceBackend,
     OpenCVBackend,
     face_backend_names,
@@ -23,5 +25,15 @@ from avdetect.faces.tracking import FaceTrack, FaceTracker, TrackSummary, track_
 register_face_backend("opencv", OpenCVBackend)
 register_face_backend("face-alignment", FaceAlignmentBackend)
 
-__all__ = ["FACE_SIZE", "MOUTH_SIZE", "FaceBackend", "FaceTrack", "FaceTracker", "TrackSummary", "face_backend_names",
+
+def _mediapipe(**kwargs):
+    from avdetect.faces.mediapipe_backend import MediaPipeBackend
+
+    return MediaPipeBackend(**kwargs)
+
+
+register_face_backend("mediapipe", _mediapipe)
+
+__all__ = ["FACE_SIZE", "MOUTH_SIZE", "FaceBackend", "FaceTrack", "FaceTracker", "TrackSummary", "default_face_backend",
+           "face_backend_names", "resolve_backend_name",
            "get_backend", "register_face_backend", "track_faces", "unregister_face_backend"]

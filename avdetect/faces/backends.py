@@ -8,7 +8,9 @@ is one module with a class that follows :class:`FaceBackend`, and one
 ``register_face_backend("name", TheClass)`` line in ``avdetect/faces/__init__.py`` (or in the
 caller's own code). The built-ins:
 
-* ``opencv`` (default, offline): the Haar cascades shipped with opencv-python-headless<5
+* ``mediapipe`` (the default, ``"auto"``, when its package is installed; :mod:`avdetect.faces.mediapipe_backend`):
+  BlazeFace + the 468-point FaceMesh on the weights inside its wheel; landmarks on every frame.
+* ``opencv`` (the fallback, offline, always there): the Haar cascades shipped with opencv-python-headless<5
   (frontal face; profile faces as a fallback inside a tracked region). It has no landmarks:
   the mouth box follows from the face box (see :mod:`avdetect.faces.crops`).
 * ``face-alignment``: S3FD detection + 68 landmarks (precise mouth boxes). Used only when its
@@ -286,16 +288,32 @@ def face_backend_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def get_backend(name: str = "opencv", **kwargs) -> FaceBackend:
+AUTO = "auto"
+
+
+def default_face_backend() -> str:
+    """The backend ``"auto"`` means: ``mediapipe`` (landmarks, on the weights in its wheel) when its
+    package is installed, else ``opencv`` (Haar cascades, always there)."""
+    import importlib.util
+
+    return "mediapipe" if "mediapipe" in _REGISTRY and importlib.util.find_spec("mediapipe") is not None else "opencv"
+
+
+def resolve_backend_name(name: str | None) -> str:
+    """``name`` as registered (``"auto"`` or None: :func:`default_face_backend`)."""
+    return default_face_backend() if name is None or _key(name) == AUTO else _key(name)
+
+
+def get_backend(name: str = AUTO, **kwargs) -> FaceBackend:
     """Build the backend registered as ``name`` (keyword arguments go to its factory).
 
     Raises :class:`~avdetect.errors.FaceBackendError` for a name nobody registered (the message
     lists the registered ones) or a factory whose result is not a :class:`FaceBackend`;
     backends raise it (or :class:`~avdetect.errors.MissingWeightsError`) when they cannot run.
     """
-    key = _key(name)
+    key = resolve_backend_name(name)
     if key not in _REGISTRY:
-        raise FaceBackendError(f"unknown face backend {name!r}; registered: {', '.join(_REGISTRY) or 'none'}")
+        raise FaceBackendError(f"unknown face backend {name!r}; registered: {', '.join(_REGISTRY) or 'none'} (or auto)")
     return as_backend(_REGISTRY[key](**kwargs))
 
 

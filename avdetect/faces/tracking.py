@@ -20,7 +20,13 @@ held besides the crops of the current output window):
    confidence x face height / frame height, i.e. *persistence x size*. In each frame the present
    track with the highest score so far is used; ``FaceTrack.explanation`` says which track won
    and by how much.
-5. **Crops** of the chosen face per frame: ``mouth`` (MOUTH_SIZE^2) and ``face`` (FACE_SIZE^2).
+5. **Crops** of the chosen face per frame: ``mouth`` (MOUTH_SIZE^2) and ``face`` (FACE_SIZE^2),
+   and, from backends that give landmarks, the per-frame face features
+   (:data:`~avdetect.faces.crops.FACE_FEATURES`: lip aperture, mouth width, eye openness; NaN
+   on frames not measured by a detection, linearly interpolated between two that were).
+
+A backend may say how often it wants to run (``cadence = (track_every, detect_every)``): a
+landmark backend cheap enough to run on every frame measures every frame.
 """
 from __future__ import annotations
 
@@ -33,15 +39,18 @@ import numpy as np
 
 from avdetect.faces.backends import Detection, FaceBackend, as_backend, get_backend, shrink
 from avdetect.faces.crops import (
+    FACE_FEATURES,
     FACE_SIZE,
     MOUTH_SIZE,
     crop_i420,
     face_crop_box,
     i420_planes,
+    landmark_features,
     mouth_box_from_face,
     mouth_box_from_landmarks,
 )
 
+_NO_FEATURES = np.full(len(FACE_FEATURES), np.nan, np.float32)
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
@@ -94,7 +103,7 @@ class _Track:
     height_sum: float = 0.0
     score: float = 0.0
     alive: bool = True
-    # keyframe states: frame -> (face_box, mouth_box, conf); the last two are enough
+    # keyframe states: frame -> (face_box, mouth_box, conf, features (3,)); the last two are enough
     keys: dict = field(default_factory=dict)
 
     def summary(self) -> TrackSummary:
@@ -121,6 +130,7 @@ class FaceTrack:
     backend: str
     tracks: list[TrackSummary] = field(default_factory=list)  # all tracks so far
     seconds: float = 0.0  # processing time
+    features: np.ndarray | None = None  # (n, 3) float32 FACE_FEATURES, NaN where not measured (no landmarks)
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -181,7 +191,7 @@ class FaceTrack:
             start_frame=parts[0].start_frame, boxes=cat("boxes"), mouth_boxes=cat("mouth_boxes"),
             confidence=cat("confidence"), valid=cat("valid"), track_ids=cat("track_ids"), mouth=cat("mouth"),
             face=cat("face"), frame_size=parts[0].frame_size, backend=parts[0].backend, tracks=parts[-1].tracks,
-            seconds=sum(p.seconds for p in parts),
+            seconds=sum(p.seconds for p in parts), features=cat("features"),
         )
 
 
@@ -190,9 +200,12 @@ class FaceTracker:
 
     Args:
         backend: the name of a registered backend (:func:`~avdetect.faces.face_backend_names`:
-            ``"opencv"``, the default, or ``"face-alignment"``), or a :class:`~avdetect.faces.FaceBackend`.
-        track_every: frames between keyframes (measurements; boxes are interpolated between).
-        detect_every: frames between detector runs on a confirmed, well-matched track.
+            ``"auto"``, the default: ``"mediapipe"`` when installed, else ``"opencv"``; or
+            ``"face-alignment"``), or a :class:`~avdetect.faces.FaceBackend`.
+        track_every: frames between keyframes (measurements; boxes are interpolated between);
+            None: the backend's ``cadence`` if it has one, else 5.
+        detect_every: frames between detector runs on a confirmed, well-matched track; None:
+            the backend's ``cadence`` if it has one, else 25.
         search_every: frames between whole-frame searches for new faces while tracking.
         min_face: smallest face searched for, as a fraction of the frame's shorter side.
         max_misses: keyframes in a row a track may be missed before it ends.
@@ -201,12 +214,14 @@ class FaceTracker:
     """
 
     def __init__(
-        self, backend: str | FaceBackend = "opencv", track_every: int = 5, detect_every: int = 25, search_every: int = 50,
+        self, backend: str | FaceBackend = "auto", track_every: int | None = None, detect_every: int | None = None,
+        search_every: int = 50,
         min_face: float = 0.06, max_misses: int = 2, smoothing: float = 0.6, crops: bool = True,
     ):
         self.backend = get_backend(backend) if isinstance(backend, str) else as_backend(backend)
-        self.track_every = max(1, int(track_every))
-        self.detect_every = max(self.track_every, int(detect_every))
+        cadence = getattr(self.backend, "cadence", (5, 25))
+        self.track_every = max(1, int(track_every if track_every is not None else cadence[0]))
+        self.detect_every = max(self.track_every, int(detect_every if detect_every is not None else cadence[1]))
         self.search_every = max(self.track_every, int(search_every))
         self.min_face = min_face
         self.max_misses = max_misses
@@ -214,6 +229,10 @@ class FaceTracker:
         self.crops = crops
 
     # -- keyframe processing ------------------------------------------------------------
+    @staticmethod
+    def _features(det) -> np.ndarray:
+        return landmark_features(det.landmarks) if det.landmarks is not None else _NO_FEATURES
+
     def _mouth_box(self, det) -> np.ndarray:
         if det.landmarks is not None:
             return mouth_box_from_landmarks(det.landmarks)
@@ -264,13 +283,15 @@ class FaceTracker:
                 a = self.smoothing
                 box = a * box + (1 - a) * t.face_box
                 mouth = a * mouth + (1 - a) * t.mouth_box
-            self._update(t, i, box, mouth, det.score, height, luma if detected else None)
+            feats = self._features(det) if detected else _NO_FEATURES  # measured, never smoothed (blinks)
+            self._update(t, i, box, mouth, det.score, height, luma if detected else None, feats)
         for k, d in enumerate(found):
             if k in claimed or any(t.alive and iou(d.box, t.face_box) > 0.3 for t in tracks):
                 continue
             t = _Track(track_id=next_id[0], first_frame=i)
             next_id[0] += 1
-            self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height, luma)
+            self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height, luma,
+                         self._features(d))
             tracks.append(t)
 
     @staticmethod
@@ -305,7 +326,8 @@ class FaceTracker:
         box = np.array([x1, y1, x1 + (t.face_box[2] - t.face_box[0]), y1 + (t.face_box[3] - t.face_box[1])], np.float32)
         return Detection(box, t.det_conf * float(best))
 
-    def _update(self, t: _Track, i: int, box, mouth, conf: float, height: int, luma: np.ndarray | None) -> None:
+    def _update(self, t: _Track, i: int, box, mouth, conf: float, height: int, luma: np.ndarray | None,
+                feats: np.ndarray | None = None) -> None:
         """Record a measurement; ``luma`` is given when it came from the detector (new template)."""
         t.face_box, t.mouth_box, t.conf = box, mouth, float(conf)
         t.last_key, t.misses = i, 0
@@ -319,14 +341,14 @@ class FaceTracker:
         h = float(box[3] - box[1]) / height
         t.height_sum += h
         t.score += conf * h
-        t.keys[i] = (box, mouth, float(conf))
+        t.keys[i] = (box, mouth, float(conf), _NO_FEATURES if feats is None else feats)
         while len(t.keys) > 2:  # interpolation needs only the last two keyframes
             del t.keys[min(t.keys)]
 
     # -- per-frame states between keyframes ---------------------------------------------
     @staticmethod
     def _state_at(t: _Track, j: int, prev_key: int | None, key: int):
-        """(face_box, mouth_box, conf) of track t at frame j in (prev_key, key], or None."""
+        """(face_box, mouth_box, conf, features) of track t at frame j in (prev_key, key], or None."""
         after = t.keys.get(key)
         before = t.keys.get(prev_key) if prev_key is not None else None
         if after is not None and before is not None:
@@ -335,15 +357,16 @@ class FaceTracker:
                 (1 - w) * before[0] + w * after[0],
                 (1 - w) * before[1] + w * after[1],
                 (1 - w) * before[2] + w * after[2],
+                after[3] if j == key else (1 - w) * before[3] + w * after[3],
             )
         # one-sided holds only for confirmed tracks (>= 2 detections): a single false
         # detection then marks at most its own keyframe as a face, not the frames around it
         if after is not None:
             if j == key or prev_key is None:
                 return after
-            return (after[0], after[1], after[2] * 0.5) if t.detections >= 2 else None
+            return (after[0], after[1], after[2] * 0.5, _NO_FEATURES) if t.detections >= 2 else None
         if before is not None and j < key and t.detections >= 2:
-            return before[0], before[1], before[2] * 0.5
+            return before[0], before[1], before[2] * 0.5, _NO_FEATURES
         return None
 
     # -- the pass ------------------------------------------------------------------------
@@ -404,6 +427,7 @@ class _Window:
         self.conf = np.zeros(cap, np.float32)
         self.valid = np.zeros(cap, bool)
         self.ids = np.full(cap, -1, np.int32)
+        self.features = np.full((cap, len(FACE_FEATURES)), np.nan, np.float32)
         self.crops = crops
         self.mouth = np.zeros((cap, MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8) if crops else None
         self.face = np.zeros((cap, FACE_SIZE, FACE_SIZE, 3), np.uint8) if crops else None
@@ -420,6 +444,7 @@ class _Window:
             return b
         self.boxes, self.mouth_boxes, self.conf, self.valid = grow(self.boxes), grow(self.mouth_boxes), grow(self.conf), grow(self.valid)
         self.ids = grow(self.ids, -1)
+        self.features = grow(self.features, np.nan)
         if self.crops:
             self.mouth, self.face = grow(self.mouth), grow(self.face)
 
@@ -428,8 +453,8 @@ class _Window:
             self._grow()
         n = self.n
         if best is not None:
-            t, (box, mouth_box, conf) = best
-            self.boxes[n], self.mouth_boxes[n], self.conf[n] = box, mouth_box, conf
+            t, (box, mouth_box, conf, feats) = best
+            self.boxes[n], self.mouth_boxes[n], self.conf[n], self.features[n] = box, mouth_box, conf, feats
             self.valid[n], self.ids[n] = True, t.track_id
             if self.crops:
                 w, h = self.frame_size
@@ -444,10 +469,11 @@ class _Window:
             confidence=self.conf[:n].copy(), valid=self.valid[:n].copy(), track_ids=self.ids[:n].copy(),
             mouth=self.mouth[:n].copy() if self.crops else None, face=self.face[:n].copy() if self.crops else None,
             frame_size=self.frame_size, backend=backend, tracks=[t.summary() for t in tracks], seconds=seconds,
+            features=self.features[:n].copy(),
         )
 
 
-def track_faces(media, backend="opencv", crops: bool = True, **kwargs) -> FaceTrack:
+def track_faces(media, backend="auto", crops: bool = True, **kwargs) -> FaceTrack:
     """Face and mouth track of the main speaker over the whole of ``media``.
 
     Keyword arguments go to :class:`FaceTracker`. Raises :class:`avdetect.errors.MediaError`

@@ -2,15 +2,20 @@
 
 The analyses are the :class:`~avdetect.forensics.registry.Analysis` objects registered at the
 end of this module (in the order they run); each declares its evidence kinds and the inputs it
-needs, which are computed here once, on first need: ``audio`` (per-frame audio features) and
-``faces`` (per-frame face features, from the caller's or from a face tracking done here).
+needs, which are computed here once, on first need: ``audio`` (per-frame audio features),
+``speech`` (per-frame speech activity: the Silero VAD's where it is installed, computed in the
+same decoding pass as the audio features, else the energy gate; recorded in ``tracks["speech"]``
+and, for the VAD, its time in ``seconds["speech_activity"]``) and ``faces`` (per-frame face
+features, from the caller's or from a face tracking done here).
 """
 from __future__ import annotations
 
+import logging
 import time
 
+from avdetect import vad
 from avdetect.errors import ConfigError
-from avdetect.forensics.audio import AUDIO, audio_frame_features
+from avdetect.forensics.audio import AUDIO, SpeechActivity, VADSink, audio_frame_features, energy_speech, vad_probability, vad_speech
 from avdetect.forensics.blinks import BLINKS
 from avdetect.forensics.container import CONTAINER
 from avdetect.forensics.evidence import ForensicsResult
@@ -19,30 +24,66 @@ from avdetect.forensics.registry import Analysis, Inputs, analysis_names, catalo
 from avdetect.forensics.sync import SYNC, SyncScorer
 from avdetect.forensics.visual import VISUAL
 
+log = logging.getLogger(__name__)
+
 
 class _Sources:
     """The inputs of one :func:`analyze` call, computed on first need; ``missing(analysis)`` says
     why an analysis cannot run (None: it can)."""
 
-    def __init__(self, media, res: ForensicsResult, face_track, face_feats: FaceFeatures | None):
+    def __init__(self, media, res: ForensicsResult, face_track, face_feats: FaceFeatures | None,
+                 face_backend: str = "auto"):
         self.media, self.res, self.face_track = media, res, face_track
+        self.face_backend = face_backend
         self.audio = None
+        self.speech: SpeechActivity | None = None
+        self._vad_prob = None
+        self._vad_note = ""
         self.faces = face_feats
         self._faces_given = face_feats is not None
         self._faces_done = False
 
-    def _audio(self):
+    def _vad_sink(self) -> VADSink | None:
+        """A VAD consumer for the audio decoding, or None (VAD not installed or not loadable)."""
+        if not vad.vad_available():
+            self._vad_note = "the Silero VAD is not installed (silero-vad + onnxruntime)"
+            return None
+        try:
+            return VADSink()
+        except vad.VADUnavailableError as err:
+            self._vad_note = f"the Silero VAD could not be loaded ({err})"
+            log.warning("speech activity: %s; using the energy gate", self._vad_note)
+            return None
+
+    def _audio(self, with_speech: bool = False):
         if self.audio is None:
+            sink = self._vad_sink() if with_speech else None
             t = time.perf_counter()
-            self.audio = audio_frame_features(self.media)
-            self.res.seconds["audio_features"] = time.perf_counter() - t
+            self.audio = audio_frame_features(self.media, sink=sink)
+            if sink is not None:
+                self._vad_prob = sink.probability(len(self.audio))
+                self.res.seconds["speech_activity"] = sink.seconds
+            self.res.seconds["audio_features"] = time.perf_counter() - t - (sink.seconds if sink is not None else 0.0)
         return self.audio
+
+    def _speech(self) -> SpeechActivity:
+        """The shared speech activity (computed once: the VAD's where available, else the energy gate)."""
+        if self.speech is None:
+            af = self._audio(with_speech=True)
+            # the audio features were computed before speech was needed: a second decoding pass, for the VAD alone
+            if self._vad_prob is None and not self._vad_note and self._vad_sink() is not None:
+                t = time.perf_counter()
+                self._vad_prob = vad_probability(self.media, len(af))
+                self.res.seconds["speech_activity"] = time.perf_counter() - t
+            self.speech = vad_speech(self._vad_prob) if self._vad_prob is not None else energy_speech(af, self._vad_note)
+            self.res.tracks["speech"] = self.speech.to_track()
+        return self.speech
 
     def _faces(self) -> FaceFeatures:
         if not self._faces_done:
             t = time.perf_counter()
             if not self._faces_given:
-                self.faces = face_features(self.media, face_track=self.face_track)
+                self.faces = face_features(self.media, face_track=self.face_track, backend=self.face_backend)
             if len(self.faces) < self.media.n_frames:
                 raise ValueError(f"face features cover {len(self.faces)} of {self.media.n_frames} frames")
             self.res.seconds["face_features"] = time.perf_counter() - t
@@ -50,10 +91,12 @@ class _Sources:
         return self.faces
 
     def missing(self, a: Analysis) -> str | None:
-        if "audio" in a.needs:
+        if "audio" in a.needs or "speech" in a.needs:
             if not self.media.has_audio:
                 return "the file has no audio stream"
-            self._audio()
+            self._audio(with_speech="speech" in a.needs)
+        if "speech" in a.needs:
+            self._speech()
         if ("video" in a.needs or "faces" in a.needs) and not self.media.has_video:
             return "the file has no video stream"
         if "faces" in a.needs:
@@ -64,11 +107,12 @@ class _Sources:
 
     def inputs(self, a: Analysis, sync_scorer) -> Inputs:
         return Inputs(media=self.media, audio=self.audio if "audio" in a.needs else None,
-                      faces=self.faces if "faces" in a.needs else None, sync_scorer=sync_scorer)
+                      faces=self.faces if "faces" in a.needs else None,
+                      speech=self.speech if "speech" in a.needs else None, sync_scorer=sync_scorer)
 
 
 def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None = None,
-            face_feats: FaceFeatures | None = None) -> ForensicsResult:
+            face_feats: FaceFeatures | None = None, face_backend: str = "auto") -> ForensicsResult:
     """Training-free forensic evidence for ``media`` (a :class:`avdetect.media.Media`).
 
     Args:
@@ -81,6 +125,8 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
         face_feats: per-frame face features already gathered while the caller tracked faces
             (:class:`avdetect.forensics.features.FaceFeatureAccumulator`); then neither decoding
             nor face tracking happens here. Takes precedence over ``face_track``.
+        face_backend: the face backend faces are tracked with here when neither is given
+            (``"auto"``: mediapipe when installed, else opencv).
 
     Returns: a :class:`ForensicsResult`; analyses that cannot run (no audio, no video, no face)
     are listed in ``skipped`` with the reason; ``catalog`` describes every registered kind.
@@ -94,7 +140,7 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
     for name in names:
         if name not in wanted:
             res.skipped[name] = "not requested"
-    sources = _Sources(media, res, face_track, face_feats)
+    sources = _Sources(media, res, face_track, face_feats, face_backend)
     for a in registered_analyses():
         if a.name not in wanted:
             continue

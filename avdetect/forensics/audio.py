@@ -6,13 +6,22 @@ log spectral envelope (12 bands), spectral centroid, 95 % roll-off (bandwidth), 
 offset, a click measure (largest jump between neighbouring samples over the frame's RMS), and
 voice descriptors from the same spectrum: MFCC 1-12, F0 and voicing.
 
-**Speech activity**: a frame is speech when its speech-band energy is at least 12 dB above the
-clip's noise floor (10th percentile) and its spectrum is not flat; short gaps are bridged.
+**Speech activity** (:class:`SpeechActivity`, computed once per file and shared by the audio,
+voice and sync analyses): where the Silero VAD is installed (:mod:`avdetect.vad`), a frame is
+speech when the VAD says so (silero's hysteresis, gaps up to 200 ms bridged as below); otherwise
+the **energy gate** of the audio features decides: speech-band energy at least 12 dB above the
+clip's noise floor (10th percentile) and a spectrum that is not flat, short gaps bridged. The
+energy gate cannot tell speech from music, a television or traffic; the VAD can, so splice and
+sync cues are then measured only where someone actually speaks: the splice and voice features
+over frames both gates call speech (sounding speech: the VAD also bridges pauses, which hold
+the room's noise, not the voice), the noise floor over frames neither calls active, the sync
+windows by the VAD's speech (:mod:`avdetect.forensics.sync`).
 
 **Splice cues**: an inserted or replaced span of audio usually comes from another recording:
 another room (noise floor; reverberation is not measured yet), another microphone or codec (bandwidth, spectral
 envelope), another gain chain (level, DC). Two-window change scores (1 s each side) compare
-the spectral features over speech frames, and the noise floor over non-speech frames; peaks
+the spectral features over speech frames, and the noise floor over quiet frames (no speech and,
+with the VAD, no loud sound either); peaks
 become change points; two change points whose outside neighbourhoods agree with each other
 but not with the inside are reported as one suspicious span. Level changes inside speech and
 silences are not flagged by themselves: the spectral and noise features ignore how loud the
@@ -26,7 +35,10 @@ sides of it, over speech frames only; spans whose voice matches neither side are
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -43,11 +55,16 @@ from avdetect.timegrid import (
     seconds_to_frames_round,
 )
 
+log = logging.getLogger(__name__)
+
 NFFT = 1024
 N_BANDS = 12
 CHUNK_FRAMES = 1500  # 60 s of audio decoded at a time
 SPEECH_BAND = (200.0, 4000.0)
 SPEECH_MARGIN_DB = 12.0
+SPEECH_MAX_GAP_S = 0.2  # both gates: a talker's pause up to this long is still speech
+# the VAD's hysteresis (silero's defaults, but pauses bridged up to SPEECH_MAX_GAP_S like the energy gate)
+VAD_SETTINGS = {"threshold": 0.5, "min_speech_s": 0.25, "min_silence_s": SPEECH_MAX_GAP_S, "pad_s": 0.03}
 
 
 @dataclass
@@ -107,14 +124,21 @@ def _chunk_features(x: np.ndarray, n_frames: int) -> dict:
     )
 
 
-def audio_frame_features(media, n_frames: int | None = None) -> AudioFrames:
+def _n_frames(media, n_frames: int | None) -> int:
+    total = media.n_frames if (n_frames is None and media.has_video) else n_frames
+    return _frames_covering(media.n_samples) if total is None else int(total)
+
+
+def audio_frame_features(media, n_frames: int | None = None,
+                         sink: Callable[[np.ndarray], None] | None = None) -> AudioFrames:
     """Per-frame features of ``media``'s audio on the 25 fps grid, decoded 60 s at a time.
 
     ``n_frames`` defaults to the audio length in frames (the video grid when there is video).
+    ``sink``, when given, receives the samples of frames ``[0, n_frames)`` in order, piece by
+    piece as they are decoded (zero-padded past the end of the audio), so that another per-frame
+    measurement (the VAD) shares the decoding.
     """
-    total = media.n_frames if (n_frames is None and media.has_video) else n_frames
-    if total is None:
-        total = _frames_covering(media.n_samples)
+    total = _n_frames(media, n_frames)
     half = (NFFT - SAMPLES_PER_FRAME) // 2
     parts: list[dict] = []
     cached = getattr(media, "_audio", None)
@@ -132,6 +156,8 @@ def audio_frame_features(media, n_frames: int | None = None) -> AudioFrames:
         x = np.zeros(s1 - s0, np.float32)
         x[lo - s0 : lo - s0 + len(seg)] = seg[: s1 - lo]
         parts.append(_chunk_features(x, n))
+        if sink is not None:
+            sink(x[half : half + frame_to_sample(n)])
     if not parts:
         parts = [_chunk_features(np.zeros(NFFT, np.float32), 0)]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -148,11 +174,116 @@ def speech_activity(speech_env: np.ndarray, flatness: np.ndarray) -> np.ndarray:
     flags = (speech_env >= floor + margin) & (flatness < 0.5)
     # a talker's silence between words is still speech for our purpose (bridge 200 ms gaps),
     # isolated 1-frame blips are not
-    flags = close_gaps(flags, 5)
+    flags = close_gaps(flags, seconds_to_frames_round(SPEECH_MAX_GAP_S))
     for s, e in runs(flags):
         if e - s < 3:
             flags[s:e] = False
     return flags
+
+
+@dataclass
+class SpeechActivity:
+    """Where someone speaks, per frame on the 25 fps grid, and which detector decided.
+
+    Attributes:
+        frames: (T,) bool speech flags.
+        gate: ``"vad"`` (the Silero VAD, :mod:`avdetect.vad`) or ``"energy"`` (the energy gate of
+            :func:`speech_activity`, the fallback).
+        probability: (T,) the VAD's speech probability per frame (None with the energy gate).
+        note: why the energy gate was used (VAD not installed, failed), "" otherwise.
+    """
+
+    frames: np.ndarray
+    gate: str
+    probability: np.ndarray | None = None
+    note: str = ""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def to_track(self) -> Track:
+        """The speech segments as a track: ``times_s`` = starts, ``end_s`` = ends (seconds),
+        ``mean_probability`` per segment (VAD; NaN with the energy gate); the description names
+        the gate (it starts with ``"gate: vad"`` or ``"gate: energy"``)."""
+        seg = runs(self.frames)
+        starts = frames_to_seconds(np.array([s for s, _ in seg], np.int64))
+        ends = frames_to_seconds(np.array([e for _, e in seg], np.int64))
+        mean_p = np.array([float(self.probability[s:e].mean()) if self.probability is not None else np.nan for s, e in seg])
+        if self.gate == "vad":
+            from avdetect.vad import vad_version
+
+            what = f"gate: vad (Silero VAD, silero-vad {vad_version()}, ONNX)"
+        else:
+            what = "gate: energy (speech band >= noise floor + 12 dB, not noise-like)" + (f"; {self.note}" if self.note else "")
+        return Track(starts, {"end_s": ends, "mean_probability": mean_p},
+                     f"{what}: speech segments (start times_s, end_s) the audio and sync analyses used")
+
+
+def vad_speech(probability: np.ndarray) -> SpeechActivity:
+    """Speech activity from per-frame VAD probabilities (hysteresis :data:`VAD_SETTINGS`)."""
+    from avdetect.vad import speech_frames_from_probability
+
+    prob = np.asarray(probability, np.float32)
+    return SpeechActivity(frames=speech_frames_from_probability(prob, **VAD_SETTINGS), gate="vad", probability=prob)
+
+
+def energy_speech(af: AudioFrames, note: str = "") -> SpeechActivity:
+    """The fallback: the energy gate the audio features carry (``af.speech``)."""
+    return SpeechActivity(frames=np.asarray(af.speech, bool), gate="energy", note=note)
+
+
+class VADSink:
+    """Collects the VAD's per-frame probabilities from the samples :func:`audio_frame_features`
+    hands its ``sink`` (and the seconds spent on them)."""
+
+    def __init__(self):
+        from avdetect.vad import SpeechProbabilityStream
+
+        self._stream = SpeechProbabilityStream()
+        self._parts: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def __call__(self, samples: np.ndarray) -> None:
+        t = time.perf_counter()
+        self._parts.append(self._stream.push(samples))
+        self.seconds += time.perf_counter() - t
+
+    def probability(self, n_frames: int) -> np.ndarray:
+        t = time.perf_counter()
+        self._parts.append(self._stream.finish())
+        p = np.concatenate(self._parts)
+        self.seconds += time.perf_counter() - t
+        out = np.zeros(n_frames, np.float32)
+        out[: min(n_frames, len(p))] = p[:n_frames]
+        return out
+
+
+def vad_probability(media, n_frames: int | None = None) -> np.ndarray:
+    """(n_frames,) VAD speech probability of ``media``'s audio, decoded 60 s at a time (the grid
+    of :func:`audio_frame_features`). Raises :class:`avdetect.vad.VADUnavailableError`."""
+    total = _n_frames(media, n_frames)
+    sink = VADSink()
+    cached = getattr(media, "_audio", None)
+    for f0 in range(0, total, CHUNK_FRAMES):
+        n = min(CHUNK_FRAMES, total - f0)
+        s0, s1 = frame_to_sample(f0), frame_to_sample(f0 + n)
+        seg = cached[s0:s1] if cached is not None else media.read_audio(samples_to_seconds(s0), samples_to_seconds(s1))
+        x = np.zeros(s1 - s0, np.float32)
+        x[: len(seg)] = seg[: s1 - s0]
+        sink(x)
+    return sink.probability(total)
+
+
+def with_speech(af: AudioFrames, speech: SpeechActivity | None) -> AudioFrames:
+    """``af`` with its ``speech`` flags restricted to where ``speech`` (the VAD) says someone
+    speaks: frames both gates call speech, i.e. sounding frames of speech; pauses inside speech
+    (the VAD bridges them) carry the room's noise, not the voice, and music or noise that the
+    energy gate calls active is not speech. Unchanged when ``speech`` is None or the energy gate."""
+    if speech is None or speech.gate == "energy":
+        return af
+    if len(speech) != len(af):
+        raise ValueError(f"speech activity covers {len(speech)} frames, the audio features {len(af)}")
+    return replace(af, speech=np.asarray(af.speech, bool) & np.asarray(speech.frames, bool))
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,10 +302,21 @@ def _describe(names: list[str]) -> str:
     return ", ".join(names)
 
 
-def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Track]]:
-    """Change points of recording conditions and the spans between them (see module doc)."""
+def analyze_audio_splices(af: AudioFrames, speech: SpeechActivity | None = None) -> tuple[list[Evidence], dict[str, Track]]:
+    """Change points of recording conditions and the spans between them (see module doc).
+
+    ``speech``: the shared speech activity (None: the energy gate ``af.speech``). With the VAD,
+    the spectral features and the voice are compared over sounding speech frames (both gates
+    agree, :func:`with_speech`), the noise floor over frames that neither gate calls active (no
+    speech, no loud sound).
+    """
     T = len(af)
     w = seconds_to_frames_round(WINDOW_S)
+    # quiet (for the noise floor): frames that neither gate calls active (no speech, no loud sound)
+    quiet = ~np.asarray(af.speech, bool)
+    if speech is not None and speech.gate == "vad":
+        quiet &= ~np.asarray(speech.frames, bool)
+    af = with_speech(af, speech)
     ev, voice_tracks = voice_change_evidence(af.speech, af.mfcc, af.f0, af.voicing, af.speech_env)
     if T < 2 * w + 2:
         return ev, voice_tracks
@@ -186,7 +328,6 @@ def analyze_audio_splices(af: AudioFrames) -> tuple[list[Evidence], dict[str, Tr
     spec_floor = np.r_[np.full(N_BANDS, 0.5), 0.15, 0.3]
     s_spec = change_scores(spec_feats, speech, w, floor=spec_floor)
     # noise floor and DC over non-speech frames
-    quiet = ~speech
     noise_feats = np.column_stack([af.log_energy, shape[:, -4:], af.dc * 100.0])
     s_noise = change_scores(noise_feats, quiet, w, floor=np.r_[0.35, np.full(4, 0.4), 0.05])
     score = np.maximum(s_spec, s_noise)
@@ -263,13 +404,13 @@ def bandwidth_fact(af: AudioFrames, source_rate: int) -> Evidence | None:
 
 
 def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
-    ev, tracks = analyze_audio_splices(inputs.audio)
-    bw = bandwidth_fact(inputs.audio, inputs.media.info.source_sample_rate)
+    ev, tracks = analyze_audio_splices(inputs.audio, inputs.speech)
+    bw = bandwidth_fact(with_speech(inputs.audio, inputs.speech), inputs.media.info.source_sample_rate)
     return ev + ([bw] if bw is not None else []), tracks
 
 
 AUDIO = Analysis(
     name="audio", kinds=("audio_splice", "audio_bandwidth"),
-    labels={"audio_splice": "audio splice", "audio_bandwidth": "audio bandwidth"}, needs=("audio",), run=_run,
+    labels={"audio_splice": "audio splice", "audio_bandwidth": "audio bandwidth"}, needs=("audio", "speech"), run=_run,
     series={"audio_splice": LaneSeries("audio_change", ("spectral_change", "noise_change"), 8.0, "max", note="change scores")},
 )

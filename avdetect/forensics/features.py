@@ -45,6 +45,7 @@ def _masks() -> dict[str, np.ndarray]:
 
 
 _MASKS = _masks()
+LANDMARK_EYES_MIN = 0.7  # fraction of face frames with a measured eye openness to skip the eye cascade
 EYE_CROP = 96  # face crop side for the eye cascade: eyes are then ~10-30 px
 EYE_ROWS = slice(int(0.16 * EYE_CROP), int(0.60 * EYE_CROP))
 
@@ -79,6 +80,8 @@ class FaceFeatures:
     ring_luma: np.ndarray  # (T,) mean luma of the ring around the face
     seam: np.ndarray  # (T,) gradient strength in the seam band / inside the face
     eyes: np.ndarray  # (T,) int8 open eyes found by the eye cascade; -1 where not looked at (or no face)
+    shape: np.ndarray  # (T, 3) float32 landmark features (avdetect.faces.crops.FACE_FEATURES: lip aperture,
+    #                    mouth width, eye openness), NaN where the face backend gave no landmarks
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -94,7 +97,11 @@ def _window_features(track) -> dict:
         "valid": track.valid.copy(), "boxes": track.boxes.astype(np.float32), "track_ids": track.track_ids.astype(np.int32),
         "mouth": np.zeros((n, THUMB_ROWS.stop - THUMB_ROWS.start, THUMB_COLS.stop - THUMB_COLS.start), np.uint8),
         "sharpness": np.zeros(n), "color": np.zeros((n, 3)), "ring_luma": np.zeros(n), "seam": np.zeros(n), "eyes": np.full(n, -1, np.int8),
+        "shape": (np.asarray(track.features, np.float32) if getattr(track, "features", None) is not None
+                  else np.full((n, 3), np.nan, np.float32)),
     }
+    # with landmarks, eye openness is measured on every frame: the eye cascade is not needed
+    landmark_eyes = bool(track.valid.any()) and float(np.isfinite(out["shape"][track.valid, 2]).mean()) >= LANDMARK_EYES_MIN
     if track.mouth is None or track.face is None:
         raise ValueError("the face track has no crops (track with crops=True)")
     m = _MASKS
@@ -111,7 +118,7 @@ def _window_features(track) -> dict:
         gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
         mag = np.sqrt(gx * gx + gy * gy)
         out["seam"][i] = mag[m["seam"]].mean() / (mag[m["inside"]].mean() + 1.0)
-        if (track.start_frame + i) % 2 == 0:
+        if not landmark_eyes and (track.start_frame + i) % 2 == 0:
             out["eyes"][i] = min(count_open_eyes(track.face[i]), 4)
     # closures: look at both neighbours of every frame without an open eye (within the window;
     # a closure cut by a window edge is seen from both sides)
@@ -146,7 +153,7 @@ class FaceFeatureAccumulator:
         return FaceFeatures(frame_size=self.frame_size, **cat)
 
 
-def face_features(media=None, face_track=None, window: int = 250) -> FaceFeatures:
+def face_features(media=None, face_track=None, window: int = 250, backend: str = "auto") -> FaceFeatures:
     """Per-frame face features from ``face_track`` (a FaceTrack with crops) or, when None, by
     tracking faces in ``media`` window by window (streaming, bounded memory)."""
     if face_track is not None:
@@ -158,7 +165,7 @@ def face_features(media=None, face_track=None, window: int = 250) -> FaceFeature
     from avdetect.faces import FaceTracker
 
     acc = FaceFeatureAccumulator(tuple(media.working_size))
-    for w in FaceTracker(crops=True).iter_windows(media, window=window):
+    for w in FaceTracker(backend=backend, crops=True).iter_windows(media, window=window):
         acc.add(w)
     return acc.result()
 

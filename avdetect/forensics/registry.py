@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING, Any, Callable
 from avdetect.errors import ConfigError
 
 if TYPE_CHECKING:
-    from avdetect.forensics.audio import AudioFrames
+    from avdetect.forensics.audio import AudioFrames, SpeechActivity
     from avdetect.forensics.evidence import Evidence, Track
     from avdetect.forensics.features import FaceFeatures
     from avdetect.forensics.sync import SyncScorer
 
 #: Inputs an analysis can need: ``"audio"`` (per-frame audio features, :attr:`Inputs.audio`),
 #: ``"video"`` (a video stream, decoded by the analysis itself from :attr:`Inputs.media`),
-#: ``"faces"`` (per-frame face features, :attr:`Inputs.faces`; implies a video stream).
-NEEDS = ("audio", "video", "faces")
+#: ``"faces"`` (per-frame face features, :attr:`Inputs.faces`; implies a video stream),
+#: ``"speech"`` (per-frame speech activity, :attr:`Inputs.speech`: the Silero VAD's where it is
+#: installed, the energy gate of the audio features otherwise; implies an audio stream).
+NEEDS = ("audio", "video", "faces", "speech")
 #: An analysis that needs faces is skipped when fewer frames than this show one (see
 #: :attr:`Analysis.min_face_coverage`).
 MIN_FACE_COVERAGE = 0.3
@@ -70,13 +72,16 @@ class LaneSeries:
 class Inputs:
     """What :func:`~avdetect.forensics.analyze` hands an analysis's ``run``.
 
-    ``audio`` is set when the analysis needs ``"audio"``, ``faces`` when it needs ``"faces"``
-    (None otherwise); ``media`` is always the loaded file (:class:`avdetect.media.Media`).
+    ``audio`` is set when the analysis needs ``"audio"``, ``faces`` when it needs ``"faces"``,
+    ``speech`` when it needs ``"speech"`` (None otherwise); ``media`` is always the loaded file
+    (:class:`avdetect.media.Media`). ``speech`` is computed once per file and shared by every
+    analysis that needs it; its ``gate`` says which detector made it (``"vad"`` or ``"energy"``).
     """
 
     media: Any
     audio: AudioFrames | None = None
     faces: FaceFeatures | None = None
+    speech: SpeechActivity | None = None
     sync_scorer: SyncScorer | None = None  # replaces the training-free sync scorer (analysis "sync")
 
 

@@ -23,7 +23,9 @@ calibrate itself:
    every lag within +-25 frames (1 s) of the clip offset: the best lag is the window's offset, its
    peak over the median is the window's confidence, and the correlation at the clip's own
    offset says whether the window agrees with the rest of the clip.
-5. **Flags**: a window with speech is out of sync when its correlation at the clip offset
+5. **Flags**: a window with speech (the shared speech activity: the Silero VAD's speech widened
+   by 0.5 s, where the VAD is installed, else the energy gate; see
+   :class:`avdetect.forensics.audio.SpeechActivity`) is out of sync when its correlation at the clip offset
    collapses (far below the clip's typical value) or its best lag jumps away from the clip
    offset with a clear peak. Frames covered mostly by such windows form the reported spans.
 
@@ -60,6 +62,12 @@ MIN_SPEECH = 0.3  # ... and this fraction of speech frames to be judged
 JUMP_PEAK = 0.25  # a window's own peak must stand this far above its median to count as a jump
 JUMP_DROP = 0.2  # ... and its correlation at the clip offset must drop this far below typical
 COLLAPSE_DROP = 0.35  # correlation at the clip offset this far below typical (and < 0.1): collapse
+# With the VAD, the speech fraction of a window counts frames within this of speech: lips move
+# before and after the sound, and a window holding a speech onset or offset is the most telling
+# one. (Without it, windows where a shifted or replaced sound falls silent while the mouth keeps
+# moving went unjudged: 8 of 16 manipulated spans found on the sample clips, 12 with 0.5 s, 11
+# with the energy gate, whose floor lets trailing sounds and another recording's hiss count.)
+VAD_CONTEXT_S = 0.5
 
 RELIABILITY = (
     "The sync track learns each clip's own mouth-to-sound relation without a trained model; it is "
@@ -358,15 +366,31 @@ def sync_evidence(track: SyncTrack, frame_score: np.ndarray, speech: np.ndarray)
     return ev
 
 
+def speech_context(speech: np.ndarray, seconds: float) -> np.ndarray:
+    """``speech`` widened by ``seconds`` on each side (frames near speech count as speech)."""
+    k = seconds_to_frames_round(seconds)
+    flags = np.asarray(speech, bool)
+    if k <= 0 or not flags.any():
+        return flags.copy()
+    c = np.concatenate([[0], np.cumsum(flags)])
+    T = len(flags)
+    idx = np.arange(T)
+    return (c[np.minimum(T, idx + k + 1)] - c[np.maximum(0, idx - k)]) > 0
+
+
 def _run(inputs: Inputs) -> tuple[list[Evidence], dict[str, Track]]:
     ff, af = inputs.faces, inputs.audio
-    track, frame_score = sync_track(ff.mouth, ff.valid, af.speech_env, af.speech, scorer=inputs.sync_scorer)
-    return sync_evidence(track, frame_score, af.speech), {"sync": track.to_track()}
+    # where someone speaks: the shared speech activity (the VAD's when installed, else the energy gate)
+    speech = inputs.speech.frames if inputs.speech is not None else af.speech
+    if inputs.speech is not None and inputs.speech.gate == "vad":
+        speech = speech_context(speech, VAD_CONTEXT_S)
+    track, frame_score = sync_track(ff.mouth, ff.valid, af.speech_env, speech, scorer=inputs.sync_scorer)
+    return sync_evidence(track, frame_score, speech[: len(frame_score)]), {"sync": track.to_track()}
 
 
 SYNC = Analysis(
     name="sync", kinds=("sync_offset", "sync_span"), labels={"sync_offset": "lip-sync offset", "sync_span": "lip sync"},
-    needs=("audio", "faces"), run=_run,
+    needs=("audio", "faces", "speech"), run=_run,
     series={"sync_span": LaneSeries("sync", ("corr_at_clip_offset",), 1.0, "min", mask="judged",
                                     note="how well sound and mouth match, per window, higher = better")},
 )

@@ -45,6 +45,8 @@ class VisualConfig:
     grad_checkpointing: bool = False  # recompute blocks in backward (long windows on GPU)
     input_mouth_size: int = MOUTH_SIZE
     input_face_size: int = FACE_SIZE
+    face_backend: str = "opencv"  # the face backend whose crops it was trained on; detect uses it (config.json
+    #                               files written before the field existed: the Haar backend, which made them)
 
 
 @dataclass
