@@ -2,7 +2,7 @@
 
 **With landmarks** (a landmark face backend such as ``mediapipe``): eye openness (the eye
 aspect ratio of the eye contours, :func:`avdetect.faces.crops.landmark_features`) is measured
-on every frame; a frame is *closed* when it falls below :data:`CLOSED_FRACTION` of the clip's
+on every frame; a frame is *closed* when it falls below :data:`CLOSED_FRACTION` (0.7) of the clip's
 median openness (people's open-eye ratio differs; a blink halves it or less).
 
 **Without** (the Haar backend): OpenCV's Haar eye cascade finds open eyes and rarely closed ones. In frames with a face, a
@@ -30,13 +30,13 @@ MIN_EYE_RATE = 0.7  # open eyes must be found in this fraction of face frames to
 RATE_RANGE = (6.0, 35.0)  # blinks per minute considered ordinary for a talking person
 MIN_SECONDS = 20.0  # below this, a rate says little (a blink every 3-10 s is normal)
 MIN_FACE_S = 1.0  # less face time than this: no blink item at all
-CLOSED_FRACTION = 0.6  # with landmarks: closed below this fraction of the median eye openness
+CLOSED_FRACTION = 0.7  # with landmarks: closed below this fraction of the median eye openness (checked by eye on 2 clips)
 RELIABILITY = (
     "Blinks are counted where OpenCV's eye detector stops finding open eyes: glasses, hair, head "
     "turns, low resolution and fast motion cause misses, and rates over less than a minute vary a lot in real people."
 )
 RELIABILITY_LANDMARKS = (
-    "Blinks are counted where the eye landmarks' openness drops below 60% of its median: squints, looking down, "
+    "Blinks are counted where the eye landmarks' openness drops below 70% of its median: squints, looking down, "
     "glasses and head turns can look like closures, and rates over less than a minute vary a lot in real people."
 )
 
@@ -80,7 +80,7 @@ def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
     if landmarks:
         track = Track(frames_to_seconds(np.arange(T)), {"open_eyes": eyes.astype(np.int8), "face": valid.astype(np.int8),
                                                         "eye_openness": np.nan_to_num(openness).astype(np.float32)},
-                      "eye openness from the eye landmarks per frame, and open (2) / closed (0) eyes against 60% of "
+                      "eye openness from the eye landmarks per frame, and open (2) / closed (0) eyes against 70% of "
                       "its median (runs of 0 between open frames = blinks)")
     else:
         track = Track(frames_to_seconds(np.arange(T)), {"open_eyes": eyes.astype(np.int8), "face": valid.astype(np.int8)},
