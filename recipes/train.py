@@ -186,9 +186,10 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters)
 
     entries = read_manifest(cfg.data.manifest)
-    cache = FeatureCache(cfg.data.cache, model_config=model.config)  # crop and decode sizes checked
+    cache = FeatureCache(cfg.data.cache)
     # the checkpoint records the face backend its crops come from: detect tracks faces with the same one
     model.config.visual.face_backend = str(cache.info.get("backend", "opencv"))
+    cache.check(model_config=model.config)  # crop sizes, decode size and face backend agree
     train_entries = [e for e in entries if e.split == cfg.data.train_split]
     val_cache = FeatureCache(cfg.data.val_cache, model_config=model.config) if cfg.data.val_cache else cache
     val_pool = read_manifest(cfg.data.val_manifest) if cfg.data.val_manifest else entries

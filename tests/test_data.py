@@ -266,28 +266,36 @@ def test_cache_records_and_checks_decode_and_crop_sizes(cache_dir, tmp_path):
     entries, out = cache_dir
     info = json.loads((out / "cache_info.json").read_text())
     assert (info["max_side"], info["mouth_size"], info["face_size"]) == (DECODE_MAX_SIDE, MOUTH_SIZE, FACE_SIZE)
-    ok = FeatureCache(out, max_side=DECODE_MAX_SIDE, model_config=model_config("avdetect-tiny"))
+    cfg = model_config("avdetect-tiny")
+    cfg.visual.face_backend = info["backend"]  # what "auto" resolved to, recorded by preprocess
+    ok = FeatureCache(out, max_side=DECODE_MAX_SIDE, model_config=cfg)
     assert (ok.max_side, ok.mouth_size, ok.face_size) == (DECODE_MAX_SIDE, MOUTH_SIZE, FACE_SIZE)
+    # a model whose crops come from another face backend is refused, naming both
+    other = model_config("avdetect-tiny")
+    other.visual.face_backend = "face-alignment"
+    with pytest.raises(DataFormatError, match=rf"tracked with {info['backend']}, the model's crops come from face-alignment"):
+        FeatureCache(out, model_config=other)
     # another decode size than the cache's: a typed error naming both, at open and on resume
     with pytest.raises(DataFormatError, match=rf"max_side={DECODE_MAX_SIDE}.*max_side=320"):
         FeatureCache(out, max_side=320)
     with pytest.raises(DataFormatError, match=rf"max_side={DECODE_MAX_SIDE} \(now 320\)"):
         preprocess(entries, out, max_side=320, quiet=True)
     # a model that takes other crop sizes: named at open, for a dataset, not a shape error later
-    small = model_config("avdetect-tiny", visual={"input_mouth_size": 64})
+    small = model_config("avdetect-tiny", visual={"input_mouth_size": 64, "face_backend": info["backend"]})
     with pytest.raises(DataFormatError, match=rf"mouth crops are {MOUTH_SIZE} px.*input_mouth_size=64"):
         FeatureCache(out, model_config=small)
     with pytest.raises(DataFormatError, match="input_mouth_size=64"):
         WindowDataset(entries, out, window_frames=20, train=False, model_config=small)
     # face size is checked for models that use faces, on caches that have them
-    faces = model_config("avdetect-tiny", visual={"use_face": True, "input_face_size": 100})
+    faces = model_config("avdetect-tiny", visual={"use_face": True, "input_face_size": 100,
+                                                  "face_backend": info["backend"]})
     FeatureCache(out, model_config=faces)  # this cache has no face crops: use_face is refused elsewhere
     # a cache written before the sizes were recorded means the fixed sizes of then
     legacy = tmp_path / "legacy"
     shutil.copytree(out, legacy)
     old = {k: v for k, v in info.items() if k not in ("mouth_size", "face_size")}
     (legacy / "cache_info.json").write_text(json.dumps(old))
-    assert FeatureCache(legacy, model_config=model_config("avdetect-tiny")).mouth_size == 96
+    assert FeatureCache(legacy, model_config=cfg).mouth_size == 96
     (legacy / "cache_info.json").write_text(json.dumps({**info, "faces": True}))
     with pytest.raises(DataFormatError, match=rf"face crops are {FACE_SIZE} px.*input_face_size=100"):
         FeatureCache(legacy, model_config=faces)
@@ -408,7 +416,9 @@ def test_evaluate_recipe_writes_metrics_and_calibration(cache_dir, tmp_path):
     assert {e.label for e in entries} == {0, 1}
     manifest = write_manifest(entries, tmp_path / "m.jsonl")
     torch.manual_seed(0)
-    ckpt = create_model("avdetect-tiny", window_frames=24).save_pretrained(tmp_path / "ckpt")
+    model = create_model("avdetect-tiny", window_frames=24)
+    model.config.visual.face_backend = json.loads((out / "cache_info.json").read_text())["backend"]
+    ckpt = model.save_pretrained(tmp_path / "ckpt")
     (ckpt / "calibration.json").write_text(json.dumps({"threshold": 0.5, "method": "x", "warning": "synthetic only"}))
     res_dir = tmp_path / "eval"
     threads = torch.get_num_threads()

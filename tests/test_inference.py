@@ -182,7 +182,8 @@ def test_evaluation_score_equals_detect_fake_probability(tiny, tmp_path, one_tor
     entry = ManifestEntry(file="clip.mp4", path=str(path), dataset="synthetic", split="dev", label=1,
                           category="RealVideo-FakeAudio", modify_video=False, modify_audio=True)
     model = AVDetector.from_pretrained(tiny)
-    preprocess([entry], tmp_path / "cache", faces=bool(model.config.visual.use_face), quiet=True)
+    preprocess([entry], tmp_path / "cache", faces=bool(model.config.visual.use_face), quiet=True,
+               backend=model.config.visual.face_backend)  # the checkpoint's crops
     cache = FeatureCache(tmp_path / "cache")
     det = Detector.from_pretrained(tiny, device="cpu", forensics=False, thumbnails=False)
     report = det.detect(path)
@@ -217,7 +218,7 @@ def test_detect_feeds_every_frame_its_own_input(hop, tmp_path, one_torch_thread)
     level = audio_logit(audio.reshape(n, SAMPLES_PER_FRAME).astype(np.float64))
     got = np.array(r.tracks.audio, dtype=float)
     np.testing.assert_allclose(got, np.round(1 / (1 + np.exp(-level)), 4), atol=1.5e-4)
-    track = FaceTracker(crops=True).track(media)
+    track = FaceTracker(backend="opencv", crops=True).track(media)  # the backend detect used (no checkpoint field)
     grey = track.mouth.reshape(n, -1).mean(1) / 255.0
     vis = np.array([np.nan if v is None else v for v in r.tracks.visual], dtype=float)
     assert (np.isfinite(vis) == track.valid).all()

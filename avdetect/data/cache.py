@@ -351,7 +351,9 @@ class FeatureCache:
     def check(self, *, max_side: int | None = None, model_config=None) -> None:
         """Raise :class:`DataFormatError` (naming both values) if the cache was decoded at another
         size than ``max_side``, or holds crops of another size than ``model_config``'s visual
-        ``input_mouth_size`` / ``input_face_size`` (the face size only for models with faces)."""
+        ``input_mouth_size`` / ``input_face_size`` (the face size only for models with faces), or
+        was face-tracked with another backend than the model's ``face_backend`` (its crops come
+        from that backend: training crops and serving crops must agree)."""
         problems = []
         if max_side is not None and self.max_side is not None and int(max_side) != int(self.max_side):
             problems.append(f"decoded at max_side={self.max_side}, but max_side={max_side} was asked for")
@@ -360,6 +362,10 @@ class FeatureCache:
             if self.mouth_size is not None and visual.input_mouth_size != self.mouth_size:
                 problems.append(f"mouth crops are {self.mouth_size} px, the model takes input_mouth_size="
                                 f"{visual.input_mouth_size}")
+            cached = self.info.get("backend")
+            wanted = getattr(visual, "face_backend", None)
+            if cached and wanted and str(cached) != str(wanted):
+                problems.append(f"faces were tracked with {cached}, the model's crops come from {wanted}")
             if visual.use_face and self.has_faces and self.face_size is not None \
                     and visual.input_face_size != self.face_size:
                 problems.append(f"face crops are {self.face_size} px, the model takes input_face_size="
