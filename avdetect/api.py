@@ -189,7 +189,9 @@ class Detector:
                 f"faces tracked with {chosen}, but this checkpoint was trained on {trained} crops: its scores are "
                 "less reliable")
             return chosen, note
-        if _backend_installed(trained):
+        from avdetect.faces import backend_available
+
+        if backend_available(trained):
             return trained, None
         return "opencv", (f"this checkpoint was trained on {trained} crops, but {trained} is not installed here: "
                           "faces were tracked with opencv and its scores are less reliable")
@@ -224,10 +226,10 @@ class Detector:
                 result = engine.result()
         clock.seconds.update(model=result.model_seconds, **src.stage_seconds())
         with clock("localisation"):
-            score = clip_score(result, src.visual_present, src.audio_present, opts.min_face_coverage)
-            loc = localise(result.tracks, src.visual_present, src.audio_present, opts)
+            score = clip_score(result, result.visual_present, result.audio_present, opts.min_face_coverage)
+            loc = localise(result.tracks, result.visual_present, result.audio_present, opts)
             segments = [Segment(**asdict(s)) for s in loc.segments]
-        vmask = src.visual_present
+        vmask = result.visual_present
         coverage = float(vmask.mean()) if vmask is not None else 0.0
         visual_ok = score.visual is not None
         warnings = quality_warnings(media.info, coverage, visual_ok, src.faces.last_track if src.faces else None)
@@ -254,18 +256,6 @@ class Detector:
                               extra={"domain": {"checkpoint": self.domain.to_dict(), "measured": facts.to_dict()}})
         log.info("%s", report.summary())
         return report
-
-
-def _backend_installed(name: str) -> bool:
-    from avdetect.faces import face_backend_names
-
-    if name not in face_backend_names():
-        return False
-    if name == "mediapipe":
-        from avdetect.faces.mediapipe_backend import available
-
-        return available()
-    return True
 
 
 def detect(path: str | os.PathLike, checkpoint: str | Path | None = None, device: str | None = None,

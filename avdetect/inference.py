@@ -94,6 +94,8 @@ class InferenceResult:
     category_probabilities: np.ndarray | None  # (4,) of the window with the highest clip probability
     windows: int
     model_seconds: float
+    visual_present: np.ndarray | None = None  # (n,) bool frames with a tracked face (None: no video)
+    audio_present: np.ndarray | None = None  # (n,) bool frames with audio (None: no audio)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def stream_score(track: np.ndarray, present: np.ndarray, width: int = STREAM_SCO
 def clip_score(result: InferenceResult, visual_present: np.ndarray | None, audio_present: np.ndarray | None,
                min_face_coverage: float = MIN_FACE_COVERAGE) -> ClipScore:
     """THE clip score (module docstring). ``visual_present`` / ``audio_present``: (n,) bool, frames
-    with a tracked face / with audio, or None when the file has no such stream."""
+    with a tracked face / with audio, or None when the file has no such stream (usually the
+    result's own ``visual_present`` / ``audio_present``, gathered from the windows)."""
     v = a = None
     if visual_present is not None and len(visual_present) and visual_present.any() \
             and float(np.mean(visual_present)) >= min_face_coverage:
@@ -149,6 +152,8 @@ class WindowEngine:
     _cats: list[np.ndarray] = field(default_factory=list, init=False)
     _seconds: float = field(default=0.0, init=False)
     _windows: int = field(default=0, init=False)
+    _visual: np.ndarray | None = field(default=None, init=False)  # presence masks, from the windows' own
+    _audio: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.window = int(self.model.config.window_frames)
@@ -169,6 +174,15 @@ class WindowEngine:
             raise ValueError(f"a window holds 1..{self.window} frames, got {w.length}")
         if w.mouth is None and w.audio is None:
             raise ValueError(f"window at frame {w.start} has neither video nor audio")
+        sl = slice(w.start, w.start + w.length)
+        if w.mouth is not None:
+            if self._visual is None:
+                self._visual = np.zeros(self.n_frames, bool)
+            self._visual[sl] = np.asarray(w.valid, bool)
+        if w.audio is not None:
+            if self._audio is None:
+                self._audio = np.zeros(self.n_frames, bool)
+            self._audio[sl] = np.asarray(w.audio_valid, bool)
         self._pending.append(w)
         if len(self._pending) >= self.batch_size:
             self._run()
@@ -235,7 +249,7 @@ class WindowEngine:
             cats = self._cats[int(np.argmax(self._clip))]
         else:
             p, cats = 0.0, None
-        return InferenceResult(self.n_frames, tracks, p, cats, self._windows, self._seconds)
+        return InferenceResult(self.n_frames, tracks, p, cats, self._windows, self._seconds, self._visual, self._audio)
 
 
 def run_windows(model, windows: Iterable[WindowInputs], n_frames: int, *, hop: int | None = None,

@@ -144,16 +144,6 @@ class Sources:
         self.meter_seconds = 0.0
 
     # -- the streams, as the model sees them
-    @property
-    def visual_present(self) -> np.ndarray | None:
-        """(n,) bool frames with a tracked face (complete once :meth:`windows` has run), None without video."""
-        return self.faces.valid if self.faces is not None else None
-
-    @property
-    def audio_present(self) -> np.ndarray | None:
-        """(n,) bool frames with audio, None without an audio stream."""
-        return np.arange(self.n_frames) < self.audio_frames if self.has_audio else None
-
     def window(self, s: int, e: int) -> WindowInputs:
         """The model's inputs for frames [s, e), measured for the domain checks on the way."""
         w = WindowInputs(start=s, length=e - s)

@@ -86,9 +86,7 @@ def predict_clip(model, cache: FeatureCache, entry: ManifestEntry, *, hop: int |
     for w in cache_windows(cache, entry.file, engine.starts(), window, first):
         engine.add(w)
     result = engine.result()
-    whole = cache.read(entry.file, first, rec.n_frames)
-    visual = whole.valid if whole.mouth is not None else None
-    audio = whole.has_audio_frames if whole.audio is not None else None
+    visual, audio = result.visual_present, result.audio_present
     score = clip_score(result, visual, audio, min_face_coverage)
     vmask = np.zeros(length, bool) if visual is None else visual
     amask = np.zeros(length, bool) if audio is None else audio

@@ -14,6 +14,7 @@ from avdetect.faces.backends import (
     resolve_backend_name,
     FaceBackend,
     OpenCVBackend,
+    backend_available,
     face_backend_names,
     get_backend,
     register_face_backend,
@@ -32,8 +33,14 @@ def _mediapipe(**kwargs):
     return MediaPipeBackend(**kwargs)
 
 
-register_face_backend("mediapipe", _mediapipe)
+def _mediapipe_available() -> bool:
+    from avdetect.faces import mediapipe_backend
 
-__all__ = ["FACE_SIZE", "MOUTH_SIZE", "FaceBackend", "FaceTrack", "FaceTracker", "TrackSummary", "default_face_backend",
+    return mediapipe_backend.available()
+
+
+register_face_backend("mediapipe", _mediapipe, available=_mediapipe_available)
+
+__all__ = ["FACE_SIZE", "MOUTH_SIZE", "FaceBackend", "backend_available", "FaceTrack", "FaceTracker", "TrackSummary", "default_face_backend",
            "face_backend_names", "resolve_backend_name",
            "get_backend", "register_face_backend", "track_faces", "unregister_face_backend"]

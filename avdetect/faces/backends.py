@@ -260,25 +260,37 @@ class FaceAlignmentBackend:
 
 # ---------------------------------------------------------------------------------------
 _REGISTRY: dict[str, Callable[..., FaceBackend]] = {}
+_AVAILABLE: dict[str, Callable[[], bool]] = {}  # backends whose package may be missing: name -> is it installed
 
 
 def _key(name: str) -> str:
     return str(name).strip().lower().replace("_", "-")
 
 
-def register_face_backend(name: str, factory: Callable[..., FaceBackend], replace: bool = False) -> None:
+def register_face_backend(name: str, factory: Callable[..., FaceBackend], replace: bool = False,
+                          available: Callable[[], bool] | None = None) -> None:
     """Make ``factory(**kwargs)`` (usually the backend class) available as ``name`` (case and
-    ``_``/``-`` do not matter) to :func:`get_backend` and ``FaceTracker(backend=name)``."""
+    ``_``/``-`` do not matter) to :func:`get_backend` and ``FaceTracker(backend=name)``.
+    ``available()`` says whether its package is installed here (None: always)."""
     key = _key(name)
     if not key or not callable(factory):
         raise FaceBackendError(f"a face backend needs a name and a callable factory, got {name!r}, {factory!r}")
     if key in _REGISTRY and not replace and _REGISTRY[key] is not factory:
         raise FaceBackendError(f"a face backend named {key!r} is already registered (pass replace=True)")
     _REGISTRY[key] = factory
+    if available is not None:
+        _AVAILABLE[key] = available
+
+
+def backend_available(name: str) -> bool:
+    """Whether the backend registered as ``name`` can run here (registered, and its package installed)."""
+    key = _key(name)
+    return key in _REGISTRY and (key not in _AVAILABLE or bool(_AVAILABLE[key]()))
 
 
 def unregister_face_backend(name: str) -> None:
     """Remove the backend registered as ``name``."""
+    _AVAILABLE.pop(_key(name), None)
     if _REGISTRY.pop(_key(name), None) is None:
         raise FaceBackendError(f"no face backend named {name!r} is registered (registered: {', '.join(_REGISTRY)})")
 
@@ -294,9 +306,7 @@ AUTO = "auto"
 def default_face_backend() -> str:
     """The backend ``"auto"`` means: ``mediapipe`` (landmarks, on the weights in its wheel) when its
     package is installed, else ``opencv`` (Haar cascades, always there)."""
-    import importlib.util
-
-    return "mediapipe" if "mediapipe" in _REGISTRY and importlib.util.find_spec("mediapipe") is not None else "opencv"
+    return "mediapipe" if backend_available("mediapipe") else "opencv"
 
 
 def resolve_backend_name(name: str | None) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from avdetect.forensics.evidence import Evidence, Track
-from avdetect.forensics.features import FaceFeatures
+from avdetect.forensics.features import LANDMARK_EYES_MIN, FaceFeatures
 from avdetect.forensics.registry import Analysis, Inputs
 from avdetect.forensics.signals import runs, squash
 from avdetect.timegrid import frames_to_seconds
@@ -72,7 +72,7 @@ def blink_evidence(ff: FaceFeatures) -> tuple[list[Evidence], dict[str, Track]]:
     if face_s < MIN_FACE_S:
         return [], {}
     openness = ff.shape[:, 2] if ff.shape is not None and len(ff.shape) == T else np.full(T, np.nan)
-    landmarks = bool(valid.any()) and float(np.isfinite(openness[valid]).mean()) >= 0.7
+    landmarks = bool(valid.any()) and float(np.isfinite(openness[valid]).mean()) >= LANDMARK_EYES_MIN
     eyes = eyes_from_openness(openness, valid) if landmarks else ff.eyes
     reliability = RELIABILITY_LANDMARKS if landmarks else RELIABILITY
     looked = valid & (eyes >= 0)

@@ -92,8 +92,8 @@ def build_report(path, sources, result, score, localisation, judgement, evidence
     from avdetect.vocab import CATEGORIES
 
     n = result.n_frames
-    vmask = sources.visual_present if sources.visual_present is not None else np.zeros(n, bool)
-    amask = sources.audio_present if sources.audio_present is not None else np.zeros(n, bool)
+    vmask = result.visual_present if result.visual_present is not None else np.zeros(n, bool)
+    amask = result.audio_present if result.audio_present is not None else np.zeros(n, bool)
     fmask = vmask | amask
     cats = result.category_probabilities
     if cats is None:
