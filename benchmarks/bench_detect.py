@@ -3,6 +3,8 @@
     python benchmarks/bench_detect.py FILE [--checkpoint DIR] [--threads 2] [--repeat 1]
     python benchmarks/bench_detect.py FILE --long 10      # also: peak memory on 1- and 10-minute videos
     python benchmarks/bench_detect.py --make-720p OUT.mp4 # a 720p 25 fps test file from a real sample
+    python benchmarks/bench_detect.py FILE --loop 2 --face-backends opencv,mediapipe --forensics
+        # FILE looped to 2 minutes, detect with each face backend, interleaved in one run
 
 Figures: wall time of the whole ``Detector.detect`` (decode, faces, model, localisation, report;
 the model loaded once beforehand) and of ``ffmpeg -i FILE -f null -`` on the same file in the same
@@ -70,11 +72,11 @@ def make_720p(src: str, out: str) -> None:
                     "-c:a", "aac", "-ar", "44100", out], check=True)
 
 
-def child_main(path: str, checkpoint: str | None, model: str, threads: int) -> None:
+def child_main(path: str, checkpoint: str | None, model: str, threads: int, backend: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         det, note = make_detector(checkpoint, model, threads, tmp)
         t = time.perf_counter()
-        r = det.detect(path, thumbnails=True)
+        r = det.detect(path, thumbnails=True, face_backend=backend)
         seconds = time.perf_counter() - t
     print(json.dumps({
         "seconds": seconds, "duration_s": r.provenance.duration_s, "stages": r.provenance.stage_seconds,
@@ -84,8 +86,10 @@ def child_main(path: str, checkpoint: str | None, model: str, threads: int) -> N
     }))
 
 
-def measure_in_child(path: str, args) -> dict:
+def measure_in_child(path: str, args, backend: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--threads", str(args.threads)]
+    if backend:
+        cmd += ["--face-backends", backend]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -103,11 +107,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--forensics", action="store_true", help="include the training-free evidence (off by default)")
     ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES")
+    ap.add_argument("--loop", type=float, default=0.0, metavar="MINUTES", help="measure FILE looped to this length")
+    ap.add_argument("--face-backends", default="",
+                    help="comma-separated face backends, each measured (default: the checkpoint's own)")
     ap.add_argument("--make-720p", metavar="OUT", help="write a 720p 25 fps test file made from a real sample and exit")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    backends: list[str | None] = [b.strip() for b in args.face_backends.split(",") if b.strip()] or [None]
     if args.child:
-        child_main(args.child, args.checkpoint, args.model, args.threads)
+        child_main(args.child, args.checkpoint, args.model, args.threads, backends[0])
         return
     if args.make_720p:
         src = Path(__file__).resolve().parents[2] / "shared" / "samples" / "sadtalker_WDA_KatieHill_000.mp4"
@@ -116,40 +124,55 @@ def main() -> None:
         return
     if not args.file:
         ap.error("FILE is required")
+    with tempfile.TemporaryDirectory() as loop_dir:
+        if args.loop:
+            args.file = make_long(args.file, args.loop, loop_dir)
+        measure(args, backends)
+
+
+def measure(args, backends: list[str | None]) -> None:
     media = load_media(args.file)
     print(f"file: {args.file} ({media.source_size[0]}x{media.source_size[1]} {media.video_codec} @ "
           f"{media.source_fps:g} fps, {media.duration:.2f} s); torch threads {args.threads}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         det, note = make_detector(args.checkpoint, args.model, args.threads, tmp, args.forensics)
-        det.detect(args.file)  # warm-up (first-call allocations, Haar cascade load)
-        ff, ours, ff_cpu, ours_cpu, stages = [], [], [], [], None
-        for _ in range(args.repeat):  # interleaved, so machine load hits both alike
+        for b in backends:
+            det.detect(args.file, face_backend=b)  # warm-up (first-call allocations, cascade and graph loads)
+        ff, ff_cpu = [], []
+        ours = {b: [] for b in backends}
+        ours_cpu = {b: [] for b in backends}
+        stages = {}
+        for _ in range(args.repeat):  # interleaved, so machine load hits all alike
             ff.append(time_ffmpeg_null(args.file, ff_cpu))
-            t, c = time.perf_counter(), time.process_time() + _children_cpu()
-            r = det.detect(args.file)
-            ours.append(time.perf_counter() - t)
-            ours_cpu.append(time.process_time() + _children_cpu() - c)  # python threads + ffmpeg children
-            stages = r.provenance.stage_seconds
-    t_ff, t_ours = statistics.median(ff), statistics.median(ours)
-    print(f"model                  : {det.model.config.name}{note}")
+            for b in backends:
+                t, c = time.perf_counter(), time.process_time() + _children_cpu()
+                r = det.detect(args.file, face_backend=b)
+                ours[b].append(time.perf_counter() - t)
+                ours_cpu[b].append(time.process_time() + _children_cpu() - c)  # python threads + ffmpeg children
+                stages[b] = (r.provenance.parameters.get("face_backend"), r.provenance.stage_seconds)
+    t_ff, c_ff = statistics.median(ff), statistics.median(ff_cpu)
+    print(f"model                  : {det.model.config.name}{note}; evidence {'on' if args.forensics else 'off'}")
     print(f"ffmpeg -f null decode  : {t_ff:7.2f} s")
-    print(f"detect (whole)         : {t_ours:7.2f} s   stages: {stages}")
-    print(f"ratio detect / ffmpeg  : {t_ours / t_ff:7.2f}   (target <= 3 on 720p 25 fps)")
-    print(f"real-time factor       : {media.duration / t_ours:7.2f}x  (target >= 5x)")
-    c_ff, c_ours = statistics.median(ff_cpu), statistics.median(ours_cpu)
-    print(f"CPU seconds (less load-sensitive): ffmpeg {c_ff:.2f}, detect {c_ours:.2f} (incl. its ffmpeg children), "
-          f"ratio {c_ours / c_ff:.2f}, {media.duration / c_ours:.2f} media-seconds per CPU-second")
+    for b in backends:
+        t_ours, c_ours = statistics.median(ours[b]), statistics.median(ours_cpu[b])
+        used, st = stages[b]
+        tag = f"[{used}]"
+        print(f"{tag} detect (whole)     : {t_ours:7.2f} s   stages: {st}")
+        print(f"{tag} ratio detect/ffmpeg: {t_ours / t_ff:7.2f}   (target <= 3 on 720p 25 fps)")
+        print(f"{tag} real-time factor   : {media.duration / t_ours:7.2f}x  (target >= 5x)")
+        print(f"{tag} CPU seconds (less load-sensitive): ffmpeg {c_ff:.2f}, detect {c_ours:.2f} (incl. its ffmpeg "
+              f"children), ratio {c_ours / c_ff:.2f}, {media.duration / c_ours:.2f} media-seconds per CPU-second")
     if args.long:
         with tempfile.TemporaryDirectory() as tmp:
             for minutes in sorted({1.0, args.long}):
                 long_path = make_long(args.file, minutes, tmp)
                 t_ff = time_ffmpeg_null(long_path)
-                m = measure_in_child(long_path, args)
-                print(f"{minutes:4g} min: detect {m['seconds']:.1f} s ({m['duration_s'] / m['seconds']:.1f}x real time; "
-                      f"ffmpeg decode {t_ff:.1f} s, ratio {m['seconds'] / t_ff:.2f}), peak RSS python "
-                      f"{m['peak_rss_mb']:.0f} MB, "
-                      f"stages {m['stages']}, load average {os.getloadavg()[0]:.1f}")
+                for b in backends:
+                    m = measure_in_child(long_path, args, b)
+                    print(f"[{b or 'checkpoint'}] {minutes:4g} min: detect {m['seconds']:.1f} s ({m['duration_s'] / m['seconds']:.1f}x "
+                          f"real time; ffmpeg decode {t_ff:.1f} s, ratio {m['seconds'] / t_ff:.2f}), peak RSS python "
+                          f"{m['peak_rss_mb']:.0f} MB, stages {m['stages']}, load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,67 @@ def test_mediapipe_tracks_a_real_face_with_landmarks_every_frame():
     assert ((cx > b[:, 0]) & (cx < b[:, 2]) & (cy > (b[:, 1] + b[:, 3]) / 2) & (cy < b[:, 3])).mean() > 0.95  # lower face
 
 
+def _slope(crop: np.ndarray) -> float:
+    """Slope (dy/dx) of the bright bar in a crop, by least squares over its pixels."""
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def test_crops_are_levelled_on_the_eyes():
+    import cv2
+
+    from avdetect.faces.crops import crop_i420, eye_roll, mouth_box_from_landmarks
+
+    theta = np.deg2rad(15.0)  # a head tilted so that the eye on the image's right is lower
+    centre = np.array([160.0, 120.0])
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    pts = (_face68() - [150.0, 150.0]) @ rot.T + centre  # the synthetic face, turned about its middle
+    assert eye_roll(pts) == pytest.approx(theta, abs=1e-6)
+    assert eye_roll(_face68()) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(eye_roll(np.full((68, 2), np.nan)))
+    # lips drawn as a bright bar from corner to corner, on a frame converted to I420 as decoded
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cv2.line(frame, tuple(int(v) for v in pts[48]), tuple(int(v) for v in pts[54]), (255, 255, 255), 5)
+    i420 = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+    box = mouth_box_from_landmarks(pts)
+    tilted = crop_i420(i420, 320, 240, box, 96)
+    level = crop_i420(i420, 320, 240, box, 96, eye_roll(pts))
+    assert _slope(tilted) == pytest.approx(np.tan(theta), abs=0.05)
+    assert abs(_slope(level)) < 0.03  # the lips come out horizontal
+    ys, xs = np.nonzero(level[..., 0] > 128)  # and centred: the box centre stays the crop centre
+    assert abs(xs.mean() - 47.5) < 2 and abs(ys.mean() - 47.5) < 2
+    assert np.array_equal(crop_i420(i420, 320, 240, box, 96, 0.0), tilted)  # no roll: the axis-aligned crop
+
+
+@needs_mediapipe
+def test_mediapipe_measures_the_head_roll_of_a_tilted_face(tmp_path):
+    from avdetect.faces import FaceTracker
+    from avdetect.media import load_media
+
+    clip = SAMPLES / "sadtalker_WDA_KatieHill_000.mp4"
+    if not clip.is_file():
+        pytest.skip("../shared/samples is absent")
+    tilted = tmp_path / "tilted.mp4"  # turned 12 degrees clockwise on screen
+    run_ffmpeg("-i", str(clip), "-t", "2", "-vf", "rotate=12*PI/180", "-an", "-c:v", "libx264", "-crf", "18", str(tilted))
+    straight = FaceTracker(backend="mediapipe").track(load_media(clip), stop=50)
+    turned = FaceTracker(backend="mediapipe").track(load_media(tilted), stop=50)
+    assert turned.valid.mean() > 0.9
+    d = np.median(turned.roll[turned.valid]) - np.median(straight.roll[straight.valid])
+    assert np.rad2deg(d) == pytest.approx(12.0, abs=2.0)
+    # levelled, the mouth crops of the turned copy look like the straight ones (within the copy's blur)
+    a = straight.mouth[straight.valid][:40].astype(np.float32).mean(axis=(0, 3))
+    b = turned.mouth[turned.valid][:40].astype(np.float32).mean(axis=(0, 3))
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def test_opencv_crops_stay_axis_aligned(clip):
+    from avdetect.faces import FaceTracker
+    from avdetect.media import load_media
+
+    track = FaceTracker(backend="opencv").track(load_media(clip), stop=25)
+    assert track.valid.any() and not track.roll.any()
+
+
 @needs_mediapipe
 def test_mediapipe_finds_no_face_where_there_is_none(tmp_path):
     from avdetect.faces import FaceTracker

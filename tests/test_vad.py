@@ -285,3 +285,30 @@ def test_sync_counts_frames_near_speech():
     assert np.flatnonzero(wide)[[0, -1]].tolist() == [35, 54]
     assert not speech_context(np.zeros(10, bool), 0.5).any()
     np.testing.assert_array_equal(speech_context(f, 0.0), f)
+
+
+def _syllables(T: int, seed: int) -> np.ndarray:
+    """A syllable-rate (about 4 Hz) opening in [0, 1], smooth over frames."""
+    rng = np.random.default_rng(seed)
+    x = np.convolve(rng.random(T + 12), np.hanning(7), mode="same")[6:T + 6]
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def test_sync_reads_the_lip_aperture_where_landmarks_were_measured():
+    from avdetect.forensics.sync import lip_aperture_features, sync_track
+
+    T, lag = 600, 3  # 24 s; the sound 3 frames (120 ms) after the mouth, as lips lead speech
+    opening = _syllables(T + lag, 0)
+    speech_env = np.log(opening[:T] + 0.01)  # the sound follows the opening ...
+    aperture = 0.3 * opening[lag:T + lag]  # ... which the lips showed 3 frames before
+    mouth = np.random.default_rng(1).integers(0, 255, (T, 22, 24), dtype=np.uint8)  # pixels that carry nothing
+    valid, speech = np.ones(T, bool), np.ones(T, bool)
+    shape = np.stack([aperture, np.full(T, 0.8), np.full(T, 0.3)], 1).astype(np.float32)
+    pixels, _ = sync_track(mouth, valid, speech_env, speech)
+    lips, _ = sync_track(mouth, valid, speech_env, speech, shape=shape)
+    assert lips.clip_offset_s == pytest.approx(lag * 0.04, abs=1e-9)  # + = audio late
+    assert lips.clip_confidence > 0.3 and pixels.clip_confidence < 0.2
+    # where landmarks are missing (the Haar backend), the features are the pixels' alone
+    assert lip_aperture_features(np.full((T, 3), np.nan, np.float32), valid) is None
+    none, _ = sync_track(mouth, valid, speech_env, speech, shape=np.full((T, 3), np.nan, np.float32))
+    np.testing.assert_array_equal(none.corr_at_clip_offset, pixels.corr_at_clip_offset)

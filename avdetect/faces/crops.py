@@ -6,6 +6,10 @@ Every crop avdetect produces or consumes is square RGB uint8:
 * face crop: ``FACE_SIZE x FACE_SIZE`` pixels, the smoothed face box with a margin.
 
 Boxes are ``(x1, y1, x2, y2)`` float pixel coordinates in the decoded (working-size) frame.
+With landmarks, both crops are also *aligned on the eyes*: rotated about their centre by the
+head's roll (:func:`eye_roll`, the angle of the line through the eye centres), so the eyes lie
+level and the lips horizontal in every crop whatever the tilt of the head. Without landmarks
+(Haar boxes) the roll is 0 and crops are axis-aligned, as before.
 """
 from __future__ import annotations
 
@@ -64,6 +68,28 @@ def mouth_box_from_landmarks(points: np.ndarray) -> np.ndarray:
     cx, cy = mouth.mean(axis=0)
     width = mouth[:, 0].max() - mouth[:, 0].min()
     return square_box(float(cx), float(cy), float(width) * MOUTH_LANDMARK_SCALE)
+
+
+#: Rolls larger than this (radians, 45 degrees) are not a head tilt but a failed fit: not corrected.
+MAX_ROLL: float = float(np.pi / 4)
+#: Rolls smaller than this (radians, 0.5 degree) are not corrected (the crop is not resampled twice).
+MIN_ROLL: float = float(np.deg2rad(0.5))
+
+
+def eye_roll(points: np.ndarray) -> float:
+    """Roll of the head from 68-point landmarks: the angle (radians) of the line from the centre
+    of the eye on the image's left (36-41) to the other (42-47), positive when the eye on the
+    right is lower (image y grows downwards; the face then looks turned clockwise). NaN without
+    eye points or when the angle is over :data:`MAX_ROLL` (a fit that is not a face upright
+    enough to trust)."""
+    p = np.asarray(points, np.float64)[:, :2]
+    if len(p) < 48:
+        return float("nan")
+    d = p[42:48].mean(axis=0) - p[36:42].mean(axis=0)
+    if not np.isfinite(d).all() or not d.any():
+        return float("nan")
+    roll = float(np.arctan2(d[1], d[0]))
+    return roll if abs(roll) <= MAX_ROLL else float("nan")
 
 
 #: Per-frame face features measured from landmarks (:func:`landmark_features`), in this order.
@@ -147,13 +173,31 @@ def i420_planes(frame: np.ndarray, width: int, height: int):
     )
 
 
-def crop_i420(frame: np.ndarray, width: int, height: int, box: np.ndarray, size: int) -> np.ndarray:
+def crop_i420(frame: np.ndarray, width: int, height: int, box: np.ndarray, size: int, roll: float = 0.0) -> np.ndarray:
     """Crop ``box`` from an I420 frame into a ``size x size`` RGB crop (size even).
 
     Each plane's region is area-resized straight to the crop's resolution and only the small
     crop is colour-converted: correct anti-aliasing, and cost independent of the frame size.
-    Outside the frame is black.
+    Outside the frame is black. With ``roll`` (radians, :func:`eye_roll`) the crop is rotated
+    about the box centre by that angle, so a head tilted by ``roll`` comes out level: the
+    enclosing square of the rotated box is cropped as above at the crop's scale, then rotated
+    (bilinear, at crop resolution) and its centre kept.
     """
+    if not np.isfinite(roll) or abs(roll) < MIN_ROLL:
+        return _crop_i420(frame, width, height, box, size)
+    grow = abs(np.cos(roll)) + abs(np.sin(roll))  # the rotated square's enclosing square, relative
+    big = int(np.ceil(size * grow / 2.0)) * 2
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    half = (box[2] - box[0]) / 2.0 * big / size
+    wide = _crop_i420(frame, width, height, np.array([cx - half, cy - half, cx + half, cy + half], np.float32), big)
+    # rotate by +roll (counter-clockwise on screen) about the centre, keep the central size x size
+    c = (big - 1) / 2.0  # pixel centres at integer coordinates
+    m = cv2.getRotationMatrix2D((c, c), float(np.rad2deg(roll)), 1.0)
+    m[:, 2] -= (big - size) / 2.0
+    return cv2.warpAffine(wide, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _crop_i420(frame: np.ndarray, width: int, height: int, box: np.ndarray, size: int) -> np.ndarray:
     y_plane, u_plane, v_plane = i420_planes(frame, width, height)
     yc = np.full((size, size), 16, np.uint8)  # limited-range black
     uc = np.full((size // 2, size // 2), 128, np.uint8)

@@ -21,7 +21,8 @@ held besides the crops of the current output window):
    track with the highest score so far is used; ``FaceTrack.explanation`` says which track won
    and by how much.
 5. **Crops** of the chosen face per frame: ``mouth`` (MOUTH_SIZE^2) and ``face`` (FACE_SIZE^2),
-   and, from backends that give landmarks, the per-frame face features
+   levelled by the head roll measured on the eyes where the backend gives landmarks
+   (:func:`~avdetect.faces.crops.eye_roll`, smoothed and interpolated like the boxes), and, from backends that give landmarks, the per-frame face features
    (:data:`~avdetect.faces.crops.FACE_FEATURES`: lip aperture, mouth width, eye openness; NaN
    on frames not measured by a detection, linearly interpolated between two that were).
 
@@ -43,6 +44,7 @@ from avdetect.faces.crops import (
     FACE_SIZE,
     MOUTH_SIZE,
     crop_i420,
+    eye_roll,
     face_crop_box,
     i420_planes,
     landmark_features,
@@ -93,6 +95,7 @@ class _Track:
     last_key: int = -1
     face_box: np.ndarray | None = None  # smoothed, at last_key
     mouth_box: np.ndarray | None = None
+    roll: float = 0.0  # head roll (radians, eye line; 0 without landmarks), smoothed like the boxes
     conf: float = 0.0  # confidence at the last measurement
     misses: int = 0
     detections: int = 0  # keyframes measured by the detector (2 confirm the track)
@@ -103,7 +106,7 @@ class _Track:
     height_sum: float = 0.0
     score: float = 0.0
     alive: bool = True
-    # keyframe states: frame -> (face_box, mouth_box, conf, features (3,)); the last two are enough
+    # keyframe states: frame -> (face_box, mouth_box, conf, features (3,), roll); the last two are enough
     keys: dict = field(default_factory=dict)
 
     def summary(self) -> TrackSummary:
@@ -131,6 +134,7 @@ class FaceTrack:
     tracks: list[TrackSummary] = field(default_factory=list)  # all tracks so far
     seconds: float = 0.0  # processing time
     features: np.ndarray | None = None  # (n, 3) float32 FACE_FEATURES, NaN where not measured (no landmarks)
+    roll: np.ndarray | None = None  # (n,) float32 head roll (radians) the crops were levelled by; 0 without landmarks
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -191,7 +195,7 @@ class FaceTrack:
             start_frame=parts[0].start_frame, boxes=cat("boxes"), mouth_boxes=cat("mouth_boxes"),
             confidence=cat("confidence"), valid=cat("valid"), track_ids=cat("track_ids"), mouth=cat("mouth"),
             face=cat("face"), frame_size=parts[0].frame_size, backend=parts[0].backend, tracks=parts[-1].tracks,
-            seconds=sum(p.seconds for p in parts), features=cat("features"),
+            seconds=sum(p.seconds for p in parts), features=cat("features"), roll=cat("roll"),
         )
 
 
@@ -232,6 +236,12 @@ class FaceTracker:
     @staticmethod
     def _features(det) -> np.ndarray:
         return landmark_features(det.landmarks) if det.landmarks is not None else _NO_FEATURES
+
+    @staticmethod
+    def _roll(det, previous: float) -> float:
+        """The head roll measured on a detection's eyes; ``previous`` when it has none."""
+        roll = eye_roll(det.landmarks) if det.landmarks is not None else float("nan")
+        return roll if np.isfinite(roll) else previous
 
     def _mouth_box(self, det) -> np.ndarray:
         if det.landmarks is not None:
@@ -275,6 +285,7 @@ class FaceTracker:
                     t.alive = False
                 continue
             box = det.box.astype(np.float32)
+            roll = self._roll(det, t.roll) if detected else t.roll
             if detected:
                 mouth = self._mouth_box(det).astype(np.float32)
             else:  # a template match moves the face: the mouth moves with it
@@ -283,15 +294,16 @@ class FaceTracker:
                 a = self.smoothing
                 box = a * box + (1 - a) * t.face_box
                 mouth = a * mouth + (1 - a) * t.mouth_box
+                roll = a * roll + (1 - a) * t.roll
             feats = self._features(det) if detected else _NO_FEATURES  # measured, never smoothed (blinks)
-            self._update(t, i, box, mouth, det.score, height, luma if detected else None, feats)
+            self._update(t, i, box, mouth, det.score, height, luma if detected else None, feats, roll)
         for k, d in enumerate(found):
             if k in claimed or any(t.alive and iou(d.box, t.face_box) > 0.3 for t in tracks):
                 continue
             t = _Track(track_id=next_id[0], first_frame=i)
             next_id[0] += 1
             self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height, luma,
-                         self._features(d))
+                         self._features(d), self._roll(d, 0.0))
             tracks.append(t)
 
     @staticmethod
@@ -327,9 +339,9 @@ class FaceTracker:
         return Detection(box, t.det_conf * float(best))
 
     def _update(self, t: _Track, i: int, box, mouth, conf: float, height: int, luma: np.ndarray | None,
-                feats: np.ndarray | None = None) -> None:
+                feats: np.ndarray | None = None, roll: float = 0.0) -> None:
         """Record a measurement; ``luma`` is given when it came from the detector (new template)."""
-        t.face_box, t.mouth_box, t.conf = box, mouth, float(conf)
+        t.face_box, t.mouth_box, t.conf, t.roll = box, mouth, float(conf), float(roll)
         t.last_key, t.misses = i, 0
         t.seen += 1
         if luma is not None:
@@ -341,14 +353,14 @@ class FaceTracker:
         h = float(box[3] - box[1]) / height
         t.height_sum += h
         t.score += conf * h
-        t.keys[i] = (box, mouth, float(conf), _NO_FEATURES if feats is None else feats)
+        t.keys[i] = (box, mouth, float(conf), _NO_FEATURES if feats is None else feats, float(roll))
         while len(t.keys) > 2:  # interpolation needs only the last two keyframes
             del t.keys[min(t.keys)]
 
     # -- per-frame states between keyframes ---------------------------------------------
     @staticmethod
     def _state_at(t: _Track, j: int, prev_key: int | None, key: int):
-        """(face_box, mouth_box, conf, features) of track t at frame j in (prev_key, key], or None."""
+        """(face_box, mouth_box, conf, features, roll) of track t at frame j in (prev_key, key], or None."""
         after = t.keys.get(key)
         before = t.keys.get(prev_key) if prev_key is not None else None
         if after is not None and before is not None:
@@ -358,15 +370,16 @@ class FaceTracker:
                 (1 - w) * before[1] + w * after[1],
                 (1 - w) * before[2] + w * after[2],
                 after[3] if j == key else (1 - w) * before[3] + w * after[3],
+                (1 - w) * before[4] + w * after[4],
             )
         # one-sided holds only for confirmed tracks (>= 2 detections): a single false
         # detection then marks at most its own keyframe as a face, not the frames around it
         if after is not None:
             if j == key or prev_key is None:
                 return after
-            return (after[0], after[1], after[2] * 0.5, _NO_FEATURES) if t.detections >= 2 else None
+            return (after[0], after[1], after[2] * 0.5, _NO_FEATURES, after[4]) if t.detections >= 2 else None
         if before is not None and j < key and t.detections >= 2:
-            return before[0], before[1], before[2] * 0.5, _NO_FEATURES
+            return before[0], before[1], before[2] * 0.5, _NO_FEATURES, before[4]
         return None
 
     # -- the pass ------------------------------------------------------------------------
@@ -428,6 +441,7 @@ class _Window:
         self.valid = np.zeros(cap, bool)
         self.ids = np.full(cap, -1, np.int32)
         self.features = np.full((cap, len(FACE_FEATURES)), np.nan, np.float32)
+        self.roll = np.zeros(cap, np.float32)
         self.crops = crops
         self.mouth = np.zeros((cap, MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8) if crops else None
         self.face = np.zeros((cap, FACE_SIZE, FACE_SIZE, 3), np.uint8) if crops else None
@@ -445,6 +459,7 @@ class _Window:
         self.boxes, self.mouth_boxes, self.conf, self.valid = grow(self.boxes), grow(self.mouth_boxes), grow(self.conf), grow(self.valid)
         self.ids = grow(self.ids, -1)
         self.features = grow(self.features, np.nan)
+        self.roll = grow(self.roll)
         if self.crops:
             self.mouth, self.face = grow(self.mouth), grow(self.face)
 
@@ -453,13 +468,14 @@ class _Window:
             self._grow()
         n = self.n
         if best is not None:
-            t, (box, mouth_box, conf, feats) = best
+            t, (box, mouth_box, conf, feats, roll) = best
             self.boxes[n], self.mouth_boxes[n], self.conf[n], self.features[n] = box, mouth_box, conf, feats
+            self.roll[n] = roll
             self.valid[n], self.ids[n] = True, t.track_id
             if self.crops:
                 w, h = self.frame_size
-                self.mouth[n] = crop_i420(frame, w, h, mouth_box, MOUTH_SIZE)
-                self.face[n] = crop_i420(frame, w, h, face_crop_box(box), FACE_SIZE)
+                self.mouth[n] = crop_i420(frame, w, h, mouth_box, MOUTH_SIZE, roll)
+                self.face[n] = crop_i420(frame, w, h, face_crop_box(box), FACE_SIZE, roll)
         self.n += 1
 
     def finish(self, tracks, backend: str, seconds: float) -> FaceTrack:
@@ -469,7 +485,7 @@ class _Window:
             confidence=self.conf[:n].copy(), valid=self.valid[:n].copy(), track_ids=self.ids[:n].copy(),
             mouth=self.mouth[:n].copy() if self.crops else None, face=self.face[:n].copy() if self.crops else None,
             frame_size=self.frame_size, backend=backend, tracks=[t.summary() for t in tracks], seconds=seconds,
-            features=self.features[:n].copy(),
+            features=self.features[:n].copy(), roll=self.roll[:n].copy(),
         )
 
 
