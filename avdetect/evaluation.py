@@ -12,8 +12,21 @@ import logging
 import math
 from pathlib import Path
 
-from avdetect.data.formats import AV1M_TARGETS, Metadata, VideoLabel, read_metadata, read_predictions, read_scores
-from avdetect.errors import DataFormatError
+import numpy as np
+
+from avdetect.data.formats import (
+    AV1M_TARGETS,
+    FAKEAVCELEB_SEED,
+    Metadata,
+    VideoLabel,
+    category_names,
+    read_metadata,
+    read_predictions,
+    read_scores,
+    rename_category,
+)
+from avdetect.errors import ConfigError, DataFormatError
+from avdetect.timegrid import FPS
 from avdetect.metrics import (
     LAVDF_SUBSETS,
     PROTOCOLS,
@@ -22,8 +35,8 @@ from avdetect.metrics import (
     localization_metrics,
 )
 
-__all__ = ["AV1M_TARGETS", "Metadata", "VideoLabel", "evaluate_files", "format_table", "read_metadata",
-           "read_predictions", "read_scores"]
+__all__ = ["AV1M_TARGETS", "Metadata", "VideoLabel", "category_names", "evaluate_files", "format_table",
+           "read_metadata", "read_predictions", "read_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +58,19 @@ def _missing_error(kind: str, path, missing: list[str], meta: Metadata, split: s
     return DataFormatError(f"{len(missing)} of the metadata's videos have no {kind}: {shown}{hint}", path)
 
 
+#: A proposal ending this long after its clip's end (seconds) counts as "past the end".
+PAST_END_TOLERANCE_S = 1.0
+
+
+def _proposals_past_end(preds: dict, videos: list[VideoLabel]) -> tuple[int, int, float | None]:
+    """(videos whose proposals end after the clip by more than PAST_END_TOLERANCE_S, videos with a
+    known duration, median ratio of the latest end to the duration over the former)."""
+    known = [v for v in videos if v.duration and v.duration > 0 and len(preds.get(v.file, ()))]
+    ratios = [float(preds[v.file][:, 2].max()) / v.duration for v in known
+              if float(preds[v.file][:, 2].max()) > v.duration + PAST_END_TOLERANCE_S]
+    return len(ratios), len(known), (float(np.median(ratios)) if ratios else None)
+
+
 def evaluate_files(
     metadata_path: str | Path,
     predictions_path: str | Path | None = None,
@@ -54,23 +80,37 @@ def evaluate_files(
     subset: str = "full",
     target: str = "fake",
     threshold: float = 0.5,
+    units: str = "seconds",
+    fps: float = FPS,
+    category_naming: str | None = None,
+    fakeavceleb_seed: int = FAKEAVCELEB_SEED,
 ) -> dict:
     """Score prediction files against a ground-truth file.
 
     Returns a dict with ``protocol``, ``dataset``, ``n_videos``, and, when predictions are
-    given, ``ap`` ({iou: value}) and ``ar`` ({n: value}); when scores are given, ``auc``,
-    ``accuracy``, ``eer`` (and ``category_accuracy`` for FakeAVCeleb and AV-Deepfake1M).
+    given, ``ap`` ({iou: value}), ``ar`` ({n: value}) and ``proposals_past_end`` (videos whose
+    proposals end more than a second after the clip: predictions in frames read as seconds, a
+    warning is logged); when scores are given, ``auc``, ``accuracy``, ``eer`` (and
+    ``category_accuracy`` for FakeAVCeleb and AV-Deepfake1M, named as the metadata names its
+    categories, or as ``category_naming`` says: ``fakeavceleb`` folder names / ``av1m``
+    ``modify_type`` names). ``units``/``fps``: the predictions' time unit (``frames`` for LAV-DF's
+    own BA-TFD output, frame numbers at ``fps``). FakeAVCeleb's ``meta_data.csv`` has no split
+    column: its videos get the manifest's subject-disjoint split (seed ``fakeavceleb_seed``).
     Every video of the (selected part of the) metadata must be in each given file; extra
     entries in the prediction files are ignored with a log message.
     """
     if predictions_path is None and scores_path is None:
         raise DataFormatError("nothing to evaluate: give predictions and/or detection scores", metadata_path)
-    meta = read_metadata(metadata_path, target=target)
+    if category_naming not in (None, "fakeavceleb", "av1m"):
+        raise ConfigError(f"unknown category naming {category_naming!r}; choose fakeavceleb or av1m")
+    meta = read_metadata(metadata_path, target=target, fakeavceleb_seed=fakeavceleb_seed)
     videos = meta.videos
     if split is not None:
         videos = [v for v in videos if v.split == split]
         if not videos:
-            raise DataFormatError(f"no video of split {split!r}", metadata_path)
+            present = sorted({str(v.split) for v in meta.videos})
+            raise DataFormatError(f"no video of split {split!r}; the metadata's splits are {', '.join(present)}",
+                                  metadata_path)
     if subset != "full":
         if meta.format != "lavdf":
             raise DataFormatError(f"subset {subset!r} is defined for LAV-DF metadata only", metadata_path)
@@ -90,7 +130,7 @@ def evaluate_files(
     if predictions_path is not None:
         if meta.format == "fakeavceleb":
             raise DataFormatError("FakeAVCeleb has no temporal labels: evaluate detection scores (--scores) only", metadata_path)
-        preds = read_predictions(predictions_path)
+        preds = read_predictions(predictions_path, units=units, fps=fps)
         missing = [v.file for v in videos if v.file not in preds]
         if missing:
             raise _missing_error("proposals", predictions_path, missing, meta, split)
@@ -103,6 +143,15 @@ def evaluate_files(
         )
         result["n_segments"] = int(sum(len(v.segments) for v in videos))
         result["ap"], result["ar"] = loc["ap"], loc["ar"]
+        past, known, ratio = _proposals_past_end(preds, videos)
+        result["units"] = units
+        result["proposals_past_end"] = past
+        if past:
+            hint = (f"; if they are frame numbers (LAV-DF's BA-TFD writes frames), use --units frames --fps {FPS}"
+                    if units == "seconds" else "; check --fps")
+            logger.warning("%s: %d of %d videos have proposals ending more than %g s after the clip (median latest end "
+                           "%.1f x the duration): these predictions do not look like %s%s", predictions_path, past,
+                           known, PAST_END_TOLERANCE_S, ratio, units, hint)
 
     if scores_path is not None:
         scores = read_scores(scores_path)
@@ -110,7 +159,8 @@ def evaluate_files(
         missing = [v.file for v, s in zip(videos, vals) if s is None]
         if missing:
             raise _missing_error("score", scores_path, missing, meta, split)
-        cats = [v.category for v in videos]
+        naming = category_naming or meta.format
+        cats = [rename_category(v.category, naming) for v in videos]
         det = detection_metrics(
             [v.is_fake for v in videos], vals, threshold=threshold,
             categories=cats if all(c is not None for c in cats) else None,

@@ -37,6 +37,16 @@ def frames_to_seconds(frames):
     return float(frames) / FPS
 
 
+def frames_at_rate_to_seconds(frames, fps: float):
+    """Frame numbers of a foreign grid (``fps`` frames per second, e.g. the frame units of
+    LAV-DF's own prediction files) -> seconds. Scalars and numpy arrays."""
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if isinstance(frames, np.ndarray):
+        return frames.astype(np.float64) / float(fps)
+    return float(frames) / float(fps)
+
+
 def seconds_to_frame(seconds: float) -> int:
     """Seconds -> index of the frame that contains that instant (floor)."""
     return int(math.floor(seconds * FPS + 1e-9))

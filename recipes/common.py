@@ -2,6 +2,10 @@
 
 A recipe config is YAML over these dataclass defaults: only the keys that differ need to be
 written; an unknown key is an error (a typo must not silently train the wrong thing).
+
+A config may hold a ``smoke:`` mapping, in the same shape, that ``--smoke`` merges over it: the
+settings of a short run of the same recipe that fits a 24 GB CPU machine (window, batch, steps;
+recipes/README.md has the measured peak memory). Its keys are checked whether or not it is used.
 """
 from __future__ import annotations
 
@@ -26,18 +30,24 @@ class DataConfig:
     manifest: str = ""  # JSONL from `avdetect manifest`
     cache: str = ""  # folder from `avdetect preprocess`
     train_split: str = "train"
-    val_split: str = "dev"
+    val_split: str | None = "dev"  # must exist in the (val) manifest, else a ConfigError; null: no validation
     val_manifest: str | None = None  # validate on another manifest + cache (e.g. forged dev files); None: the same
     val_cache: str | None = None
     balanced: bool = False  # class-balanced sampling (with replacement)
     num_workers: int = 0  # DataLoader worker processes per rank
     eval_hop: int | None = None  # frames between validation window starts (None: detect's default)
-    max_val_clips: int | None = None  # validate on the first N clips of val_split (None: all)
+    max_val_clips: int | None = None  # validate on N clips of val_split, a sample stratified by label and category
+    # drawn with `seed` (the same clips at every validation and on every rerun; None: all)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 3e-4
+    lr: float = 3e-4  # peak learning rate at reference_world_size ranks (see scale_lr)
+    # How lr follows the number of ranks (GPUs / processes) a run has: "none" (lr as written,
+    # whatever the world size), "linear" (lr * world / reference_world_size: the global batch
+    # grows with the ranks) or "sqrt". The lr in effect is logged and written to train_log.csv.
+    scale_lr: str = "none"
+    reference_world_size: int = 1
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
@@ -97,8 +107,9 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Dataclass defaults, then the YAML file, then ``key.sub=value`` overrides (YAML values)."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, smoke: bool = False) -> TrainConfig:
+    """Dataclass defaults, then the YAML file (with its ``smoke:`` section merged over it when
+    ``smoke``), then ``key.sub=value`` overrides (YAML values)."""
     import yaml
 
     data: dict = {}
@@ -110,6 +121,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the config must be a YAML mapping")
         data = loaded
+    smoke_section = data.pop("smoke", None)
+    if smoke_section is not None:
+        if not isinstance(smoke_section, dict):
+            raise ConfigError(f"{path}: 'smoke' must be a mapping of config keys")
+        _build(TrainConfig, _merge(data, smoke_section), "")  # its keys are checked even when not used
+    if smoke:
+        if smoke_section is None:
+            raise ConfigError(f"{path}: --smoke given but the config has no 'smoke' section")
+        data = _merge(data, smoke_section)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -3,6 +3,7 @@
     python recipes/train.py --config recipes/configs/synthetic.yaml
     torchrun --nproc_per_node 4 recipes/train.py --config recipes/configs/lavdf.yaml   # DDP
     python recipes/train.py --resume runs/lavdf                                          # continue
+    python recipes/train.py --config recipes/configs/lavdf.yaml --smoke                  # CPU smoke run
 
 YAML over the dataclass defaults of :mod:`recipes.common` (``--set optim.lr=1e-4`` overrides
 one key). The run folder (``out_dir``) receives ``config.yaml`` (resolved), ``train_log.csv``,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import functools
 import json
 import logging
@@ -36,9 +38,9 @@ import torch
 import torch.distributed as dist
 
 from avdetect.data.cache import FeatureCache
-from avdetect.data.dataset import EpochSampler, WindowDataset, collate_windows
+from avdetect.data.dataset import EpochSampler, WindowDataset, collate_windows, complete_segments
 from avdetect.data.forgery import ForgeryWindowDataset
-from avdetect.data.manifest import read_manifest
+from avdetect.data.manifest import LABEL_UNKNOWN, read_manifest, sample_entries
 from avdetect.data.predict import predict_entries, score_predictions
 from avdetect.errors import AVDetectError, ConfigError
 from avdetect.models import AVDetector, compute_losses, create_model
@@ -54,6 +56,55 @@ def lr_at(step: int, cfg) -> float:
     t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
     t = min(1.0, max(0.0, t))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+LR_SCALING = ("none", "linear", "sqrt")
+
+
+def scaled_lr(optim, world: int) -> float:
+    """The peak learning rate in effect on ``world`` ranks (``optim.scale_lr``, recipes/common.py)."""
+    if optim.scale_lr not in LR_SCALING:
+        raise ConfigError(f"optim.scale_lr must be one of {', '.join(LR_SCALING)}, got {optim.scale_lr!r}")
+    if int(optim.reference_world_size) < 1:
+        raise ConfigError("optim.reference_world_size must be >= 1")
+    ratio = world / int(optim.reference_world_size)
+    return optim.lr * (1.0 if optim.scale_lr == "none" else ratio if optim.scale_lr == "linear" else math.sqrt(ratio))
+
+
+def select_entries(cfg: TrainConfig) -> tuple[list, list]:
+    """The training clips and the validation candidates of ``cfg``, checked before anything is
+    built or written: a split that the manifest does not hold is a :class:`ConfigError` naming
+    the splits it does hold (a mistyped ``data.val_split`` would otherwise train without
+    validation and end with ``best: -Infinity``); unlabelled clips are refused in both."""
+    entries = read_manifest(cfg.data.manifest)
+
+    def splits(pool) -> str:
+        return ", ".join(sorted({e.split for e in pool}))
+
+    train_entries = [e for e in entries if e.split == cfg.data.train_split]
+    if not train_entries:
+        raise ConfigError(f"data.train_split {cfg.data.train_split!r}: no clip of that split in {cfg.data.manifest}; "
+                          f"its splits are {splits(entries)}")
+    val_entries: list = []
+    if cfg.data.val_split is None:
+        logger.warning("data.val_split is null: training without validation (no val_log.csv, no best/)")
+    else:
+        where = cfg.data.val_manifest or cfg.data.manifest
+        pool = read_manifest(cfg.data.val_manifest) if cfg.data.val_manifest else entries
+        val_entries = [e for e in pool if e.split == cfg.data.val_split]
+        if not val_entries:
+            raise ConfigError(f"data.val_split {cfg.data.val_split!r}: no clip of that split in {where}; its splits are "
+                              f"{splits(pool)} (or set data.val_split to null to train without validation)")
+    for name, chosen in (("train_split", train_entries), ("val_split", val_entries)):
+        unlabelled = [e.file for e in chosen if e.label == LABEL_UNKNOWN]
+        if unlabelled:
+            raise ConfigError(f"data.{name} {getattr(cfg.data, name)!r} holds {len(unlabelled)} unlabelled clips (e.g. "
+                              f"{unlabelled[0]!r}: a test set without public labels); predict them with "
+                              "recipes/evaluate.py instead")
+    if cfg.data.val_split is not None and cfg.data.val_split == cfg.data.train_split and not cfg.data.val_manifest:
+        logger.warning("data.val_split is the training split %r: validation measures fit, not generalisation",
+                       cfg.data.train_split)
+    return train_entries, val_entries
 
 
 def seed_everything(seed: int) -> None:
@@ -140,8 +191,17 @@ def _save_checkpoint(model: AVDetector, optimizer, folder: Path, info: dict) -> 
 
 
 def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> dict:
+    train_entries, val_entries = select_entries(cfg)  # bad split names stop here, before anything is written
+    scaled_lr(cfg.optim, 1)  # and a bad optim.scale_lr
     rank, world, device = _setup_distributed(cfg.device)
     main_rank = rank == 0
+    sched = dataclasses.replace(cfg.optim, lr=scaled_lr(cfg.optim, world))  # the lr schedule in effect
+    if main_rank:
+        logger.info("learning rate %.3g on %d rank(s) (optim.lr %.3g at reference_world_size %d, scale_lr %s); "
+                    "global batch %d windows per step (%d per rank x %d micro-batches x %d ranks)", sched.lr, world,
+                    cfg.optim.lr, cfg.optim.reference_world_size, cfg.optim.scale_lr,
+                    cfg.optim.batch_size * cfg.optim.accumulate * world, cfg.optim.batch_size, cfg.optim.accumulate,
+                    world)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.out_dir)
@@ -174,7 +234,7 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
         if p.requires_grad:
             (no_decay if p.ndim < 2 or n.endswith(".bias") else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.optim.lr, betas=cfg.optim.betas)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=sched.lr, betas=cfg.optim.betas)
     if ckpt_dir is not None:
         start_info = load_training_state(ckpt_dir, optimizer)
         start_step = int(start_info["step"])
@@ -185,19 +245,25 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters)
 
-    entries = read_manifest(cfg.data.manifest)
     cache = FeatureCache(cfg.data.cache)
     # the checkpoint records the face backend its crops come from: detect tracks faces with the same one
     model.config.visual.face_backend = str(cache.info.get("backend", "opencv"))
     cache.check(model_config=model.config)  # crop sizes, decode size and face backend agree
-    train_entries = [e for e in entries if e.split == cfg.data.train_split]
     val_cache = FeatureCache(cfg.data.val_cache, model_config=model.config) if cfg.data.val_cache else cache
-    val_pool = read_manifest(cfg.data.val_manifest) if cfg.data.val_manifest else entries
-    val_entries = [e for e in val_pool if e.split == cfg.data.val_split and e.file in val_cache]
-    if cfg.data.max_val_clips:
-        val_entries = val_entries[: cfg.data.max_val_clips]
-    if not train_entries:
-        raise ConfigError(f"no clip of split {cfg.data.train_split!r} in {cfg.data.manifest}")
+    if val_entries:
+        cached = [e for e in val_entries if e.file in val_cache]
+        if not cached:
+            raise ConfigError(f"none of the {len(val_entries)} clips of data.val_split {cfg.data.val_split!r} is in "
+                              f"the cache {val_cache.root}: preprocess them (or set data.val_split to null)")
+        # a seeded sample stratified by label and category, the same at every validation
+        val_entries = sample_entries(complete_segments(cached, val_cache), cfg.data.max_val_clips, seed=cfg.seed)
+        n_fake = sum(e.label for e in val_entries)
+        if main_rank:
+            logger.info("validation: %d clips of split %r (%d fake)", len(val_entries), cfg.data.val_split, n_fake)
+            if n_fake in (0, len(val_entries)):
+                logger.warning("the %d validation clips are all %s: %s is undefined there, so best/ may never be "
+                               "written (raise data.max_val_clips)", len(val_entries), "real" if not n_fake else "fake",
+                               "ap/ar" if not n_fake else "auc/eer")
     if cfg.forge.enabled:
         ds = ForgeryWindowDataset(train_entries, cache, window, forge=cfg.forge, augment=cfg.augment, use_face=use_face,
                                   seed=cfg.seed)
@@ -224,7 +290,7 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
 
     def checkpoint(tag_best: bool, metrics: dict | None = None) -> None:
         nonlocal best
-        info = {"step": step, "best": best, "world_size": world, "config_model": cfg.model}
+        info = {"step": step, "best": best, "world_size": world, "config_model": cfg.model, "lr": sched.lr}
         folder = out / "checkpoints" / f"step_{step:07d}"
         _save_checkpoint(model, optimizer, folder, info)
         (out / "latest.json").write_text(json.dumps({"checkpoint": str(folder.relative_to(out)), "step": step}) + "\n")
@@ -244,7 +310,7 @@ def train(cfg: TrainConfig, resume: str | None = None, quiet: bool = False) -> d
         it = iter(loader)
         for _ in range(within, steps_per_epoch):
             for g in optimizer.param_groups:
-                g["lr"] = lr_at(step, cfg.optim)
+                g["lr"] = lr_at(step, sched)
             optimizer.zero_grad(set_to_none=True)
             for micro in range(accum):
                 batch = next(it)
@@ -323,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a config key, e.g. --set optim.max_steps=100 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
                    "(its config.yaml is used; --set still applies)")
+    p.add_argument("--smoke", action="store_true", help="merge the config's 'smoke' section (a short run that fits "
+                   "a 24 GB CPU machine; recipes/README.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -331,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(Path(args.resume) / "config.yaml", args.set)
             cfg.out_dir = str(args.resume)
         else:
-            cfg = load_config(args.config, args.set)
+            cfg = load_config(args.config, args.set, smoke=args.smoke)
         result = train(cfg, resume=args.resume, quiet=args.quiet)
     except AVDetectError as err:
         print(f"train: error: {err}", file=sys.stderr)

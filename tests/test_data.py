@@ -366,7 +366,7 @@ def test_torchrun_two_processes_then_resume(cache_dir, tmp_path):
     common = ["--set", "model=avdetect-tiny", "--set", "model_overrides.window_frames=24",
               "--set", f"data.manifest={manifest}", "--set", f"data.cache={out}", "--set", "data.val_split=dev",
               "--set", "optim.batch_size=1", "--set", "optim.warmup_steps=1", "--set", "val_every=100",
-              "--set", "ckpt_every=1", "--set", "data.max_val_clips=1", "--set", "threads=1", "--set", f"out_dir={run}"]
+              "--set", "ckpt_every=1", "--set", "data.max_val_clips=2", "--set", "threads=1", "--set", f"out_dir={run}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     r = subprocess.run(_train_cmd(2, *common, "--set", "optim.max_steps=2"), capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=300)

@@ -348,7 +348,8 @@ def test_recipe_trains_on_forgeries_from_an_initial_checkpoint(real_cache, tmp_p
     torch.manual_seed(0)
     init = create_model("avdetect-tiny", window_frames=24).save_pretrained(tmp_path / "init")
     cfg = load_config(None, ["model=avdetect-tiny", "model_overrides.window_frames=24", f"data.manifest={manifest}",
-                             f"data.cache={cache}", "forge.enabled=true", "forge.families=[face_blend,voice_vocoder]",
+                             f"data.cache={cache}", "data.val_split=null", "forge.enabled=true",
+                             "forge.families=[face_blend,voice_vocoder]",
                              "optim.batch_size=2", "optim.max_steps=2", "optim.warmup_steps=1", "threads=1",
                              f"init_checkpoint={init}", f"out_dir={tmp_path / 'run'}", "ckpt_every=2"])
     threads = torch.get_num_threads()

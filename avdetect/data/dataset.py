@@ -12,9 +12,17 @@
 :class:`~avdetect.models.DetectorTargets` (frame labels, boundary bumps, distances, clip and
 category labels, sync offset). :class:`EpochSampler` shuffles (optionally class-balanced, with
 replacement) and splits the indices over distributed ranks.
+
+**Clip labels come from the manifest.** A window's clip label is its own (a window of a LAV-DF
+fake that misses the fake segment is real), except for fakes whose segments are unknown: those
+train as fake at clip level with their frame labels masked (``frames_known=False`` in
+:meth:`~avdetect.models.DetectorTargets.from_segments`), with a warning that counts them.
+FakeAVCeleb fakes without durations (``--no-probe``, a failed probe) first get their whole-clip
+segment from the cache's frame count (:func:`complete_segments`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -23,9 +31,10 @@ import numpy as np
 import torch
 
 from avdetect.data.cache import FeatureCache
-from avdetect.data.manifest import ManifestEntry
+from avdetect.data.manifest import LABEL_UNKNOWN, WHOLE_CLIP_DATASETS, ManifestEntry
 from avdetect.errors import DataFormatError
-from avdetect.timegrid import frame_to_sample, seconds_to_frames_round
+from avdetect.timegrid import frame_to_sample, frames_to_seconds, seconds_to_frames_round
+from avdetect.vocab import category_index
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,32 @@ def _frames(segments: list[list[float]]) -> list[tuple[int, int]]:
     return out
 
 
+def segments_unknown(e: ManifestEntry) -> bool:
+    """A fake without any segment: its frame labels are unknown."""
+    return e.label == 1 and not (e.fake_segments or e.visual_segments or e.audio_segments)
+
+
+def complete_segments(entries: list[ManifestEntry], cache: FeatureCache) -> list[ManifestEntry]:
+    """Entries of whole-clip datasets (:data:`~avdetect.data.manifest.WHOLE_CLIP_DATASETS`:
+    FakeAVCeleb) that are fake but have no segments (no duration in the manifest) get
+    ``[[0, n_frames / 25]]`` for each manipulated modality and that duration, from the cached
+    frame count. Other entries are returned as they are (new objects only where changed)."""
+    out, filled = [], 0
+    for e in entries:
+        rec = cache.records.get(e.file)
+        if rec is not None and e.dataset in WHOLE_CLIP_DATASETS and segments_unknown(e):
+            dur = round(float(frames_to_seconds(rec.n_frames)), 6)
+            whole = [[0.0, dur]]
+            e = dataclasses.replace(e, duration=dur, fake_segments=whole,
+                                    visual_segments=whole if e.modify_video else [],
+                                    audio_segments=whole if e.modify_audio else [])
+            filled += 1
+        out.append(e)
+    if filled:
+        logger.info("%d whole-clip fakes without a duration got [0, duration] from the cache's frame count", filled)
+    return out
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """Windows of cached clips with their labels (see the module docstring)."""
 
@@ -73,13 +108,22 @@ class WindowDataset(torch.utils.data.Dataset):
         if use_face and not self.cache.has_faces:
             raise DataFormatError("the model uses face crops but the cache has none (preprocess with --faces)",
                                   self.cache.root)
+        unlabelled = [e.file for e in entries if e.label == LABEL_UNKNOWN]
+        if unlabelled:
+            raise DataFormatError(f"{len(unlabelled)} clips have no label (e.g. {unlabelled[0]!r}, an unlabelled test "
+                                  "set): they can be predicted (recipes/evaluate.py), not trained or validated on")
         missing = [e.file for e in entries if e.file not in self.cache]
         if missing:
             logger.warning("%d of %d manifest clips are not in the cache (failed or not preprocessed), e.g. %s",
                            len(missing), len(entries), missing[0])
-        self.entries = [e for e in entries if e.file in self.cache]
+        self.entries = complete_segments([e for e in entries if e.file in self.cache], self.cache)
         if not self.entries:
             raise DataFormatError("no clip of the manifest is in the cache", self.cache.root)
+        unknown = [e.file for e in self.entries if segments_unknown(e)]
+        if unknown:
+            logger.warning("%d of %d fake clips have no known segments (e.g. %s): they train as fake at clip level, "
+                           "their frame, boundary and sync losses masked", len(unknown),
+                           sum(e.label == 1 for e in self.entries), unknown[0])
         self.window = int(window_frames)
         self.train = train
         self.augment = augment if augment is not None else AugmentConfig(enabled=train)
@@ -151,9 +195,14 @@ class WindowDataset(torch.utils.data.Dataset):
             fused = [(s - start, en - start) for s, en in _frames(e.fake_segments)]
             vis = fused if e.modify_video or not e.modify_audio else []
             aud = fused if e.modify_audio else []
-        return {"mouth": mouth, "face": face, "audio": audio, "visual_mask": vmask, "audio_mask": amask,
+        item = {"mouth": mouth, "face": face, "audio": audio, "visual_mask": vmask, "audio_mask": amask,
                 "length": n, "visual_segments": vis, "audio_segments": aud, "sync_offset": shift,
                 "clip": clip, "start": start}
+        if segments_unknown(e):  # fake, but where is unknown: clip label only, frame labels masked
+            item.update(clip_label=1.0, frames_known=False,
+                        category=category_index(e.modify_video, e.modify_audio) if (e.modify_video or e.modify_audio)
+                        else -1)
+        return item
 
 
 def _augment(rng: np.random.Generator, aug: AugmentConfig, mouth, face, audio):
@@ -206,9 +255,13 @@ def collate_windows(items: list[dict], sigma: float = 1.0) -> dict:
             out[key] = out[key].permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W)
     out["visual_mask"] = torch.from_numpy(np.stack([it["visual_mask"] for it in items]))  # (B, T)
     out["audio_mask"] = torch.from_numpy(np.stack([it["audio_mask"] for it in items]))  # (B, T)
+    known = [it.get("frames_known", True) for it in items]
+    # clips without segments: the category from the manifest; the others': what their windows hold
+    cats = None if all(known) else [it.get("category") for it in items]
     out["targets"] = DetectorTargets.from_segments(
-        t, [it["visual_segments"] for it in items], [it["audio_segments"] for it in items],
-        lengths=[it["length"] for it in items], sync_offset=[it["sync_offset"] for it in items], sigma=sigma)
+        t, [it["visual_segments"] for it in items], [it["audio_segments"] for it in items], category=cats,
+        lengths=[it["length"] for it in items], sync_offset=[it["sync_offset"] for it in items],
+        clip_label=[it.get("clip_label") for it in items], frames_known=known, sigma=sigma)
     out["clip"] = torch.tensor([it["clip"] for it in items])
     out["start"] = torch.tensor([it["start"] for it in items])
     return out

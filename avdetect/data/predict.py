@@ -116,11 +116,21 @@ def predict_entries(model, cache: FeatureCache, entries: list[ManifestEntry], *,
 
 def score_predictions(entries: list[ManifestEntry], preds: list[ClipPrediction], protocol: str = "lavdf") -> dict:
     """AP/AR (:func:`avdetect.metrics.localization_metrics`) against the entries' fake segments,
-    and detection AUC / accuracy / EER, for the clips that were predicted."""
+    and detection AUC / accuracy / EER, for the clips that were predicted. Per-category accuracy
+    is named as each dataset names its categories (:func:`avdetect.data.formats.category_names`:
+    FakeAVCeleb's folder names, AV-Deepfake1M's ``modify_type``). Unlabelled clips cannot be
+    scored (:class:`DataFormatError`)."""
+    from avdetect.data.formats import rename_category
+    from avdetect.data.manifest import LABEL_UNKNOWN
+    from avdetect.errors import DataFormatError
     from avdetect.metrics import PROTOCOLS, detection_metrics, localization_metrics
 
     proto = PROTOCOLS[protocol]
     by_file = {e.file: e for e in entries}
+    unlabelled = [p.file for p in preds if by_file[p.file].label == LABEL_UNKNOWN]
+    if unlabelled:
+        raise DataFormatError(f"{len(unlabelled)} predicted clips have no label (e.g. {unlabelled[0]!r}): an "
+                              "unlabelled split gives predictions, not metrics")
     gts = [np.asarray(by_file[p.file].fake_segments, dtype=np.float64).reshape(-1, 2) for p in preds]
     loc = localization_metrics([p.proposals if len(p.proposals) else np.zeros((0, 3)) for p in preds], gts,
                                proto.ap_iou_thresholds, proto.ar_n_proposals, proto.ar_iou_thresholds)
@@ -129,7 +139,8 @@ def score_predictions(entries: list[ManifestEntry], preds: list[ClipPrediction],
               "n_segments": int(sum(len(g) for g in gts)), "ap": loc["ap"], "ar": loc["ar"]}
     if 0 < sum(labels) < len(labels):
         det = detection_metrics(labels, [p.score for p in preds],
-                                categories=[by_file[p.file].category for p in preds])
+                                categories=[rename_category(by_file[p.file].category, by_file[p.file].dataset)
+                                            for p in preds])
         for k in ("auc", "accuracy", "eer", "category_accuracy"):
             if k in det:
                 result[k] = det[k]

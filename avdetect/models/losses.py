@@ -42,7 +42,7 @@ class DetectorTargets:
     frame_fused: torch.Tensor  # (B, T) float, 1 = either manipulated
     boundary: torch.Tensor  # (B, T, 2) float in [0, 1], soft start / end targets
     offsets: torch.Tensor  # (B, T, 2) float, frames to the fused segment start / end (inside segments)
-    label_mask: torch.Tensor  # (B, T) bool, frames whose labels are known (False on batch padding)
+    label_mask: torch.Tensor  # (B, T) bool, frames whose labels are known (False on padding and on fakes without segments)
     sync_offset: torch.Tensor  # (B,) long, audio shift applied by the loader (frames)
 
     def to(self, device) -> "DetectorTargets":
@@ -50,8 +50,9 @@ class DetectorTargets:
 
     @classmethod
     def from_segments(cls, n_frames: int, visual_segments: list[list[tuple[int, int]]],
-                      audio_segments: list[list[tuple[int, int]]], *, category: list[int] | None = None,
+                      audio_segments: list[list[tuple[int, int]]], *, category: list[int | None] | None = None,
                       lengths: list[int] | None = None, sync_offset: list[int] | None = None,
+                      clip_label: list[float | None] | None = None, frames_known: list[bool] | None = None,
                       sigma: float = 1.0) -> "DetectorTargets":
         """Build targets for a batch from fake segments given as half-open frame ranges.
 
@@ -62,7 +63,14 @@ class DetectorTargets:
         the window, but distances and boundary bumps refer to the true edges, so a window
         never teaches a "start" where the fake merely enters the window. ``lengths[b]``:
         valid frames of clip ``b`` (default ``n_frames``). ``category`` defaults to the one
-        implied by which modalities have segments inside the window.
+        implied by which modalities have segments inside the window (also for its None entries).
+
+        A fake clip whose segments are unknown (FakeAVCeleb without durations, a clip whose
+        duration probe failed, a modification flag without segments) is given with
+        ``frames_known[b] = False`` and ``clip_label[b] = 1``: its frames carry no label
+        (``label_mask`` is False, so the frame, boundary, offset and sync terms skip them) while
+        the clip term still trains it as fake. ``clip_label[b]`` (None: from the segments, the
+        default) overrides the window's clip label.
         """
         batch = len(visual_segments)
         if len(audio_segments) != batch:
@@ -78,7 +86,7 @@ class DetectorTargets:
         centre = np.arange(t, dtype=np.float32) + 0.5
         for b in range(batch):
             n = t if lengths is None else int(lengths[b])
-            lm[b, :n] = True
+            lm[b, :n] = frames_known is None or bool(frames_known[b])
             for arr, segs in ((fv, visual_segments[b]), (fa, audio_segments[b])):
                 for s, e in segs:
                     arr[b, max(0, s):max(0, min(n, e))] = 1.0
@@ -93,10 +101,15 @@ class DetectorTargets:
                 off[b, lo:hi, 0] = centre[lo:hi] - s  # frame centre -> segment start
                 off[b, lo:hi, 1] = e - centre[lo:hi]  # frame centre -> segment end
             cats[b] = category_index(fv[b].any(), fa[b].any())
-        if category is not None:
-            cats = np.asarray(category, np.int64)
+        if category is not None:  # None entries: the category the window's segments imply
+            cats = np.asarray([cats[b] if c is None else int(c) for b, c in enumerate(category)], np.int64)
+        clip = ff.max(axis=1)
+        if clip_label is not None:
+            if len(clip_label) != batch:
+                raise ValueError("clip_label must have one entry per clip")
+            clip = np.array([clip[b] if c is None else float(c) for b, c in enumerate(clip_label)], np.float32)
         return cls(
-            clip_label=torch.from_numpy(ff.max(axis=1)),
+            clip_label=torch.from_numpy(clip),
             category=torch.from_numpy(cats),
             frame_visual=torch.from_numpy(fv), frame_audio=torch.from_numpy(fa), frame_fused=torch.from_numpy(ff),
             boundary=torch.from_numpy(bnd), offsets=torch.from_numpy(off), label_mask=torch.from_numpy(lm),
