@@ -70,6 +70,15 @@ def _args_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="fake", choices=["fake", "visual", "audio"],
                    help="AV-Deepfake1M: score against fake_segments, visual_fake_segments or audio_fake_segments")
     p.add_argument("--threshold", type=float, default=0.5, help="score at or above which a video counts as fake (accuracy)")
+    p.add_argument("--units", default="seconds", choices=["seconds", "frames"],
+                   help="time unit of the predictions' start/end (default seconds; frames: LAV-DF's own BA-TFD output)")
+    p.add_argument("--fps", type=float, default=25.0, help="frames per second of --units frames (default 25, as LAV-DF)")
+    p.add_argument("--category-naming", choices=["fakeavceleb", "av1m"],
+                   help="name per-category accuracy as FakeAVCeleb (RealVideo-FakeAudio, ...) or AV-Deepfake1M "
+                        "(audio_modified, ...) does (default: as the metadata file does)")
+    p.add_argument("--fakeavceleb-seed", type=int, default=2024,
+                   help="FakeAVCeleb meta_data.csv: seed of the subject-disjoint split given to its videos (the "
+                        "manifest's --seed, default 2024)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -82,7 +91,8 @@ def _run_evaluate(args) -> int:
         return EXIT_USER
     result = evaluate_files(
         args.metadata, predictions_path=args.predictions, scores_path=args.scores, protocol=args.protocol,
-        split=args.split, subset=args.subset, target=args.target, threshold=args.threshold,
+        split=args.split, subset=args.subset, target=args.target, threshold=args.threshold, units=args.units,
+        fps=args.fps, category_naming=args.category_naming, fakeavceleb_seed=args.fakeavceleb_seed,
     )
     if args.json:
         _print_json(summarise(result))
@@ -216,20 +226,31 @@ def _run_detect(args) -> int:
 
 
 def _args_scan(p: argparse.ArgumentParser) -> None:
-    p.add_argument("directory", metavar="DIR", help="folder with media files (searched recursively)")
+    p.add_argument("directory", metavar="DIR|LIST", help="folder with media files (searched recursively), or a text "
+                   "file listing paths, one per line")
     p.add_argument("--out", required=True, metavar="RESULTS.jsonl", help="results, one JSON line per file (appended; resumable)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes, one model each (default 1)")
+    p.add_argument("--workers", type=int, help="parallel workers, one model each (default: 1 locally; with --engine "
+                   "ray, as many as the cluster's CPUs (GPUs) allow)")
     p.add_argument("--retry-failed", action="store_true", help="redo files whose earlier attempt failed")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: processes on this machine (default); ray: Ray actors on a cluster")
+    p.add_argument("--address", metavar="ADDR", help="ray: the cluster to join (auto, HOST:6379, ray://HOST:10001; "
+                   "default: a local Ray started for the scan)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="ray: CPUs per worker (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="ray: GPUs per worker (default 0; > 0 runs on cuda)")
     _add_model_args(p)
 
 
 def _run_scan(args) -> int:
     from avdetect.scan import scan
 
-    s = scan(args.directory, args.out, workers=args.workers, checkpoint=args.checkpoint, device=args.device,
-             retry_failed=args.retry_failed, quiet=args.quiet, **_detect_options(args))
+    workers = args.workers if args.workers is not None else (None if args.engine == "ray" else 1)
+    s = scan(args.directory, args.out, workers=workers, checkpoint=args.checkpoint, device=args.device,
+             retry_failed=args.retry_failed, quiet=args.quiet, engine=args.engine, address=args.address,
+             ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **_detect_options(args))
     print(f"scanned {s.found} files in {args.directory}: {s.skipped} already done, {s.done} processed "
-          f"({s.ok} ok, {s.failed} failed, {s.fake} flagged fake) in {s.seconds:.1f} s -> {s.out}")
+          f"({s.ok} ok, {s.failed} failed, {s.fake} flagged fake) in {s.seconds:.1f} s -> {s.out}"
+          + (f" ({s.worker_deaths} files re-queued after a worker died)" if s.worker_deaths else ""))
     for line in s.failures[:20]:
         print(f"  failed: {line}")
     if len(s.failures) > 20:
@@ -316,7 +337,8 @@ def _args_manifest(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", metavar="ROOT", help="dataset folder (as distributed, or an `avdetect synth` output)")
     p.add_argument("--out", metavar="M.jsonl", help="manifest to write (default data_manifests/<dataset>.jsonl)")
     p.add_argument("--no-check-files", action="store_true", help="keep entries whose media file is missing")
-    p.add_argument("--no-probe", action="store_true", help="FakeAVCeleb: do not read durations (faster; segments left empty)")
+    p.add_argument("--no-probe", action="store_true", help="FakeAVCeleb: do not read durations (faster; segments left "
+                   "empty in the manifest, taken as whole-clip from the cache's frame count when training)")
     p.add_argument("--seed", type=int, default=None, help="FakeAVCeleb: seed of the subject-disjoint split (default 2024)")
     p.add_argument("--workers", type=int, default=8, help="FakeAVCeleb: parallel duration probes (default 8)")
     p.add_argument("--split-file", metavar="SPLIT.json",
@@ -340,7 +362,8 @@ def _run_manifest(args) -> int:
     summary = summarize(entries)
     print(f"wrote {summary['n']} clips to {out}")
     for split, c in sorted(summary["splits"].items()):
-        print(f"  {split}: {c['real']} real, {c['fake']} fake")
+        print(f"  {split}: {c['real']} real, {c['fake']} fake" + (f", {c['unlabelled']} unlabelled (predict only)"
+                                                                  if c["unlabelled"] else ""))
     return EXIT_OK
 
 
@@ -358,6 +381,9 @@ def _args_preprocess(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-side", type=int, default=DECODE_MAX_SIDE,
                    help=f"decode frames at most this large (default {DECODE_MAX_SIDE}, as detect does)")
     p.add_argument("--retry-failed", action="store_true", help="try again the clips listed in failures.jsonl")
+    p.add_argument("--crop-codec", choices=["webp", "raw"],
+                   help="how crops are stored: webp (lossless, about a third of raw; default for a new cache) or raw "
+                        "arrays (default when resuming a cache written before)")
 
 
 def _run_preprocess(args) -> int:
@@ -365,7 +391,8 @@ def _run_preprocess(args) -> int:
 
     entries = read_manifest(args.manifest, split=args.split)
     s = preprocess(entries, args.out, workers=args.workers, faces=args.faces, backend=args.backend,
-                   max_side=args.max_side, retry_failed=args.retry_failed, quiet=args.quiet)
+                   max_side=args.max_side, retry_failed=args.retry_failed, quiet=args.quiet,
+                   crop_codec=args.crop_codec)
     print(f"{s.processed} clips preprocessed in {s.seconds:.1f} s ({s.clips_per_second:.2f} clips/s, "
           f"{args.workers} workers); {s.done_before} already done; {s.failed} failed"
           + (f" (see {args.out}/failures.jsonl)" if s.failed else ""))
@@ -417,6 +444,57 @@ def _run_forge(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# serve (issue 16)
+def _args_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other address "
+                   "needs an API token)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--db", default="avdetect-serve/jobs.sqlite3", metavar="PATH",
+                   help="SQLite job database, created if missing; uploads are kept beside it "
+                        "(default avdetect-serve/jobs.sqlite3)")
+    p.add_argument("--media-root", metavar="DIR", help="files under this folder may be submitted by path "
+                   "(default: uploads only)")
+    p.add_argument("--max-upload-mb", type=float, default=2048, help="largest upload in MiB (default 2048)")
+    p.add_argument("--max-duration", type=float, default=3600, metavar="S",
+                   help="longest media in seconds (default 3600; 0: no limit)")
+    p.add_argument("--token", help="API token clients send as 'Authorization: Bearer TOKEN' (default: "
+                   "$AVDETECT_API_TOKEN; on a non-loopback address one is generated into api_token beside the database)")
+    p.add_argument("--no-auth", action="store_true", help="no API token even on a non-loopback address")
+    p.add_argument("--workers", type=int, default=1, help="model worker threads, one model each (default 1)")
+    p.add_argument("--keep-uploads", action="store_true", help="keep uploaded files after their job finished")
+    p.add_argument("--max-interruptions", type=int, default=3,
+                   help="a job running at this many service crashes fails instead of running again (default 3)")
+    p.add_argument("--shutdown-grace", type=float, default=5.0, metavar="S",
+                   help="on SIGTERM, seconds a running job may take to finish before it is queued for the next "
+                        "start (default 5)")
+    _add_model_args(p)
+
+
+def _run_serve(args) -> int:
+    import importlib.util
+
+    from avdetect.errors import ConfigError
+
+    missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"avdetect serve needs {', '.join(missing)}: pip install 'avdetect[serve]'")
+    from avdetect.serve import ServeConfig, run
+
+    if not args.quiet:  # say where it listens and what it loaded, without -v
+        for name in ("avdetect", "uvicorn.error"):
+            if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
+                logging.getLogger(name).setLevel(logging.INFO)
+    config = ServeConfig(db=args.db, host=args.host, port=args.port, media_root=args.media_root,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration or None,
+                         token=args.token, auth=not args.no_auth, workers=args.workers, keep_uploads=args.keep_uploads,
+                         max_interruptions=args.max_interruptions, shutdown_grace_s=args.shutdown_grace,
+                         checkpoint=args.checkpoint, device=args.device,
+                         options=_detect_options(args))
+    run(config, log_requests=args.verbose > 0)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
 COMMANDS = {
     "probe": (_args_probe, _run_probe, "media facts and face coverage of a file"),
     "evaluate": (_args_evaluate, _run_evaluate, "score predictions with the LAV-DF / AV-Deepfake1M protocols"),
@@ -428,6 +506,7 @@ COMMANDS = {
     "manifest": (_args_manifest, _run_manifest, "build a dataset manifest (JSONL) for LAV-DF, FakeAVCeleb, AV-Deepfake1M, synthetic"),
     "forge": (_args_forge, _run_forge, "forged copies of real videos with known spans (LAV-DF / AV-Deepfake1M metadata)"),
     "preprocess": (_args_preprocess, _run_preprocess, "decode + face-track a manifest's clips once into a resumable cache"),
+    "serve": (_args_serve, _run_serve, "an HTTP detection service: upload or submit files, fetch reports, an upload page"),
 }
 
 

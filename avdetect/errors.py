@@ -95,3 +95,8 @@ class ReportError(AVDetectError):
 
 class ScanError(AVDetectError):
     """A corpus scan had to stop (e.g. a worker process died); what was written is kept."""
+
+
+# --- the detection service (issue 16: serve) -------------------------------------------
+class ServeError(AVDetectError):
+    """The detection service cannot start or use its job database (in use, newer schema, ...)."""

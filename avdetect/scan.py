@@ -9,6 +9,21 @@ Each file gets exactly one line, written (and flushed to disk) as soon as it is 
 stops the scan. Running the same scan again skips every file that already has a line (failed
 ones too, unless ``retry_failed``), so a scan killed at any point resumes without redoing or
 losing work; a line cut short by the kill is ignored (and its file redone).
+
+**Inputs**: a folder (searched recursively; lines are keyed by the path relative to it) or a
+list file of paths, one per line (``#`` comments and blank lines skipped; relative paths are
+relative to the list's folder; lines are keyed by the path as written).
+
+**Engines** run the same per-file work (:func:`_record`, one loaded detector per worker):
+``local`` (default) in this process or a pool of ``workers`` processes; ``ray`` as tasks on a
+pool of Ray actors (``address``: a running cluster, e.g. ``auto`` or ``HOST:6379``; None: a
+local Ray started for the scan), each actor holding one detector (``ray_cpus`` / ``ray_gpus``
+per actor). Only the driver writes the results file, so a worker that dies loses nothing: its
+file goes back to the queue (and is recorded as failed after :data:`RAY_FILE_ATTEMPTS` deaths,
+so a file that kills workers cannot stall the scan); a driver that dies leaves the complete
+lines, and the same command resumes. Every worker must be able to read the media paths (and the
+checkpoint folder, unless it is a shipped one) at the same location as the driver: a shared
+file system.
 """
 from __future__ import annotations
 
@@ -23,6 +38,10 @@ from typing import Any
 from avdetect.errors import AVDetectError, ConfigError, ScanError
 
 log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+RAY_FILE_ATTEMPTS = 3  # a file whose worker died this many times is recorded as failed
+RAY_ACTOR_RESTARTS = 3  # a Ray actor is restarted (its model reloaded) at most this often
 
 MEDIA_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".ts",
                     ".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus"}
@@ -39,6 +58,7 @@ class ScanSummary:
     ok: int = 0
     failed: int = 0
     fake: int = 0  # among ok ones of this run
+    worker_deaths: int = 0  # Ray engine: tasks lost with their worker (and queued again)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)  # "file: error" of this run
 
@@ -52,6 +72,31 @@ def find_media(directory: str | Path) -> list[Path]:
     if not root.is_dir():
         raise ConfigError("not a folder", root)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
+
+
+def list_inputs(source: str | Path) -> list[tuple[str, Path]]:
+    """``(key, path)`` of the files to scan: a folder (keys relative to it) or a list file of
+    paths (keys as written). See the module docstring."""
+    src = Path(source)
+    if src.is_dir():
+        return [(p.relative_to(src).as_posix(), p) for p in find_media(src)]
+    if not src.is_file():
+        raise ConfigError("not a folder or a list file of paths", src)
+    items: dict[str, Path] = {}
+    try:
+        text = src.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not a folder, and not a text list of paths (one per line)", src) from None
+    for line in text.splitlines():
+        key = line.strip()
+        if not key or key.startswith("#"):
+            continue
+        if "://" in key:
+            raise ConfigError(f"{key!r}: URIs are not read by the scan; list paths that every worker can read "
+                              "(e.g. a mounted bucket)", src)
+        p = Path(key).expanduser()
+        items.setdefault(key, p if p.is_absolute() else (src.parent / p).resolve())
+    return list(items.items())
 
 
 def read_results(out: str | Path) -> dict[str, dict]:
@@ -111,6 +156,19 @@ def _worker_run(rel: str, path: str) -> dict:
     return _record(rel, Path(path), _WORKER_DETECTOR)
 
 
+class _RayScanWorker:
+    """A Ray actor holding one detector (decorated with ``ray.remote`` when the engine runs)."""
+
+    def __init__(self, checkpoint, device, options: dict, threads: int):
+        _worker_init(checkpoint, device, options, threads)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, rel: str, path: str) -> dict:
+        return _worker_run(rel, path)
+
+
 class _Writer:
     """Appends one JSON line per record, flushed and synced, after repairing a cut last line."""
 
@@ -130,29 +188,39 @@ class _Writer:
         self.fh.close()
 
 
-def scan(directory: str | Path, out: str | Path, workers: int = 1, checkpoint: str | Path | None = None,
+def scan(directory: str | Path, out: str | Path, workers: int | None = 1, checkpoint: str | Path | None = None,
          device: str | None = None, retry_failed: bool = False, quiet: bool = True, detector=None,
+         engine: str = "local", address: str | None = None, ray_cpus: float = 1.0, ray_gpus: float = 0.0,
          **options) -> ScanSummary:
-    """Detect every media file under ``directory`` into ``out`` (JSON lines); see module docstring.
+    """Detect every media file of ``directory`` (a folder, or a list file of paths) into ``out``
+    (JSON lines); see the module docstring.
 
-    ``workers > 1`` runs that many processes, each with its own model (one thread each).
-    ``detector``: an already loaded :class:`avdetect.api.Detector` (single process only).
+    ``engine="local"``: ``workers > 1`` runs that many processes, each with its own model (one
+    thread each). ``engine="ray"``: ``workers`` Ray actors (None: as many as the cluster's CPUs,
+    or GPUs when ``ray_gpus`` > 0, allow), on the cluster at ``address``.
+    ``detector``: an already loaded :class:`avdetect.api.Detector` (local engine, one process only).
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown scan engine {engine!r}: {' or '.join(ENGINES)}")
+    if engine != "local" and detector is not None:
+        raise ConfigError("a loaded detector can only be used with the local engine")
+    if address is not None and engine != "ray":
+        raise ConfigError("an address is for the ray engine (--engine ray)")
     t_start = time.perf_counter()
     root = Path(directory)
-    files = find_media(root)
+    files = list_inputs(root)
     out = Path(out)
     previous = read_results(out)
     summary = ScanSummary(out=str(out), found=len(files))
     todo: list[tuple[str, Path]] = []
-    for p in files:
-        rel = p.relative_to(root).as_posix()
+    for rel, p in files:
         rec = previous.get(rel)
         if rec is not None and (rec.get("status") == "ok" or not retry_failed):
             summary.skipped += 1
             continue
         todo.append((rel, p))
-    log.info("scan %s: %d files, %d already done, %d to do", root, len(files), summary.skipped, len(todo))
+    log.info("scan %s: %d files, %d already done, %d to do (%s engine)", root, len(files), summary.skipped, len(todo),
+             engine)
     from tqdm import tqdm
 
     writer = _Writer(out)
@@ -170,38 +238,163 @@ def scan(directory: str | Path, out: str | Path, workers: int = 1, checkpoint: s
         bar.update(1)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
-            if detector is None and todo:
+        if not todo:
+            pass
+        elif engine == "ray":
+            _run_ray(todo, take, summary, out, workers=workers, checkpoint=checkpoint, device=device, options=options,
+                     address=address, cpus=ray_cpus, gpus=ray_gpus)
+        elif (workers or 1) <= 1 or len(todo) <= 1:
+            if detector is None:
                 from avdetect.api import Detector
 
                 detector = Detector.from_pretrained(checkpoint, device=device, **options)
             for rel, p in todo:
                 take(_record(rel, p, detector))
         else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            from concurrent.futures.process import BrokenProcessPool
-
-            if detector is not None:
-                raise ConfigError("a loaded detector can only be used with workers=1")
-            from avdetect.checkpoints import resolve_checkpoint
-
-            resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error, not N broken workers
-            ctx = mp.get_context("spawn")
-            ckpt = None if checkpoint is None else str(checkpoint)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                     initargs=(ckpt, device, options, 1)) as pool:
-                futures = [pool.submit(_worker_run, rel, str(p)) for rel, p in todo]
-                try:
-                    for fut in as_completed(futures):
-                        take(fut.result())
-                except BrokenProcessPool as err:
-                    # which file killed the worker is unknown: stop, keep every line written so far
-                    raise ScanError(f"a worker process died ({err}); {summary.done} results were written, "
-                                    f"{len(todo) - summary.done} files are left: run the same command again to "
-                                    "resume (or with --workers 1 to find the file that crashes)", out) from None
+            _run_pool(todo, take, summary, out, workers=workers, checkpoint=checkpoint, device=device,
+                      options=options, detector=detector)
     finally:
         bar.close()
         writer.close()
         summary.seconds = round(time.perf_counter() - t_start, 3)
     return summary
+
+
+def _run_pool(todo, take, summary: ScanSummary, out: Path, *, workers: int, checkpoint, device, options: dict,
+              detector) -> None:
+    """The local engine with ``workers`` processes."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    if detector is not None:
+        raise ConfigError("a loaded detector can only be used with workers=1")
+    from avdetect.checkpoints import resolve_checkpoint
+
+    resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error, not N broken workers
+    ctx = mp.get_context("spawn")
+    ckpt = None if checkpoint is None else str(checkpoint)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(ckpt, device, options, 1)) as pool:
+        futures = [pool.submit(_worker_run, rel, str(p)) for rel, p in todo]
+        try:
+            for fut in as_completed(futures):
+                take(fut.result())
+        except BrokenProcessPool as err:
+            # which file killed the worker is unknown: stop, keep every line written so far
+            raise ScanError(f"a worker process died ({err}); {summary.done} results were written, "
+                            f"{len(todo) - summary.done} files are left: run the same command again to "
+                            "resume (or with --workers 1 to find the file that crashes)", out) from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+def _run_ray(todo, take, summary: ScanSummary, out: Path, *, workers: int | None, checkpoint, device,
+             options: dict, address: str | None, cpus: float, gpus: float) -> None:
+    """The Ray engine: one in-flight file per actor; a file whose actor died is queued again."""
+    from collections import Counter, deque
+
+    try:
+        import ray
+        from ray.exceptions import ActorDiedError, ObjectLostError, RayActorError, RayTaskError
+    except ImportError:
+        raise ConfigError("the ray engine needs Ray: pip install 'avdetect[ray]' (on the driver and every node)") from None
+    if cpus <= 0 or gpus < 0:
+        raise ConfigError(f"Ray workers need > 0 CPUs and >= 0 GPUs each, got {cpus} and {gpus}")
+    from avdetect.checkpoints import resolve_checkpoint
+
+    resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error before any worker starts
+    started_here = not ray.is_initialized()
+    if started_here:
+        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        if address is None and workers:  # a local Ray sized for the scan
+            init["num_cpus"] = max(1, int(round(workers * cpus)))
+        try:
+            ray.init(address=address, **init)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ScanError(f"cannot start or reach Ray at {address or 'a new local cluster'}: {_one_line(err)}") from None
+    actors: list = []
+    try:
+        if not workers:
+            res = ray.cluster_resources()
+            workers = int(res.get("GPU", 0) // gpus) if gpus > 0 else int(res.get("CPU", 1) // cpus)
+            workers = max(1, workers)
+        workers = min(workers, len(todo))
+        dev = device or ("cuda" if gpus > 0 else "cpu")
+        remote_cls = ray.remote(_RayScanWorker).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=RAY_ACTOR_RESTARTS, max_task_retries=0)
+        ckpt = None if checkpoint is None else str(Path(checkpoint).resolve() if Path(checkpoint).exists() else checkpoint)
+        actors = [remote_cls.remote(ckpt, dev, options, max(1, int(cpus))) for _ in range(workers)]
+        try:  # every worker loads its model before the first file: a broken setup is one clear error
+            ray.get([a.pid.remote() for a in actors])
+        except (RayActorError, RayTaskError) as err:
+            raise ScanError(f"the Ray workers could not load the model: {_one_line(err)}") from None
+        log.info("ray engine: %d workers (%g CPU, %g GPU each) on %s", workers, cpus, gpus, address or "a local Ray")
+
+        pending = deque(todo)
+        idle = deque(range(len(actors)))
+        calls: dict = {}  # ref -> (k, rel, path) of a file, or (k, None, None) of a probe of a restarted worker
+        waiting: dict[int, float] = {}  # worker -> when to probe it again (it is restarting)
+        attempts: Counter = Counter()
+        deaths: Counter = Counter()
+        while pending or any(rel is not None for _k, rel, _p in calls.values()):
+            now = time.monotonic()
+            for k in [k for k, t in waiting.items() if t <= now]:
+                del waiting[k]
+                calls[actors[k].pid.remote()] = (k, None, None)
+            while idle and pending:
+                k = idle.popleft()
+                rel, p = pending.popleft()
+                calls[actors[k].run.remote(rel, str(p))] = (k, rel, p)
+            if not calls and not waiting:  # files left, no worker left
+                raise ScanError(f"every Ray worker died too often; {summary.done} results were written, "
+                                f"{len(pending)} files are left: run the same command again to resume", out)
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=0.5) if calls else ([], [])
+            if not ready:
+                if not calls:
+                    time.sleep(0.2)
+                continue
+            ref = ready[0]
+            k, rel, p = calls.pop(ref)
+            if rel is None:  # a probe: is the restarted worker (and its model) back?
+                try:
+                    ray.get(ref)
+                except ActorDiedError as err:
+                    log.warning("ray worker %d is gone for good: %s", k, _one_line(err))
+                except (RayActorError, ObjectLostError):
+                    waiting[k] = time.monotonic() + 0.5  # still restarting
+                else:
+                    log.info("ray worker %d is back", k)
+                    idle.append(k)
+                continue
+            try:
+                rec = ray.get(ref)
+            except (RayActorError, ObjectLostError) as err:  # the worker (or its node) died while on this file
+                attempts[rel] += 1
+                deaths[k] += 1
+                summary.worker_deaths += 1
+                log.warning("ray worker %d died on %s (%s); %s", k, rel, _one_line(err),
+                            "recorded as failed" if attempts[rel] >= RAY_FILE_ATTEMPTS else "queued again")
+                if attempts[rel] >= RAY_FILE_ATTEMPTS:
+                    take({"file": rel, "status": "error", "error_type": "WorkerDied",
+                          "error": f"a Ray worker died {attempts[rel]} times while detecting this file", "seconds": 0.0})
+                else:
+                    pending.appendleft((rel, p))
+                if deaths[k] <= RAY_ACTOR_RESTARTS:
+                    waiting[k] = time.monotonic()  # Ray restarts it (and reloads its model): probe until it is back
+            except RayTaskError as err:  # _record never raises for a file: this is a bug, recorded as one
+                log.error("ray task for %s raised: %s", rel, err)
+                take({"file": rel, "status": "error", "error_type": "RayTaskError",
+                      "error": f"internal error: {_one_line(err)}", "seconds": 0.0})
+                idle.append(k)
+            else:
+                take(rec)
+                idle.append(k)
+    finally:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+        if started_here:
+            ray.shutdown()
