@@ -1,4 +1,4 @@
-"""The measure of the shipped default checkpoint: real footage is not accused.
+"""The measure of the shipped real-footage checkpoints: real footage is not accused.
 
 Runs the whole default ``detect`` (faces, model, evidence, verdict rule) on the untouched real
 clips of the held-out test people of ``data_manifests/realfaces_split.json`` and on the four
@@ -27,32 +27,57 @@ def _clips() -> list[Path]:
     return test + samples
 
 
-@pytest.fixture(scope="module")
-def detector():
+_DETECTORS: dict = {}
+
+
+def _detector(name: str | None):
     from avdetect.api import Detector
 
-    return Detector.from_pretrained(None, device="cpu")
+    if name not in _DETECTORS:
+        _DETECTORS.clear()  # one loaded model at a time
+        _DETECTORS[name] = Detector.from_pretrained(name, device="cpu")
+    return _DETECTORS[name]
 
 
-#: Held-out real clips the shipped checkpoint still accuses (measured; see its MODEL_CARD.md). Each is a
-#: strict xfail: when a better checkpoint stops accusing it, the test fails until it is removed here.
+#: Held-out real clips each shipped real-footage checkpoint still accuses (measured; see their
+#: MODEL_CARD.md). Each is a strict xfail: when a better checkpoint stops accusing it, the test
+#: fails until it is removed here. None: the default checkpoint.
 KNOWN_FALSE_ACCUSATIONS = {
-    "w2l_presenter.mov": "22.7 s presenter video, the longest held-out clip: the audio stream's most-fake half "
-                         "second (0.91) and two audio segments pass a threshold set on 3-8 s dev clips (0.863)",
+    None: {
+        "w2l_presenter.mov": "22.7 s presenter video, the longest held-out clip: the audio stream's most-fake half "
+                             "second (0.91) and two audio segments pass a threshold set on 3-8 s dev clips (0.863)",
+    },
+    "avdetect-small-real-landmarks": {
+        "w2l_presenter.mov": "the same presenter video: p 0.936 against a threshold of 0.849",
+        "grid_lbbc2a.mpg": "a 3 s GRID studio utterance: p 0.914 against 0.849",
+    },
 }
 
 
 def _params():
-    return [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FALSE_ACCUSATIONS[c.name]))
-            if c.name in KNOWN_FALSE_ACCUSATIONS else c for c in _clips()]
+    out = []
+    for name, known in KNOWN_FALSE_ACCUSATIONS.items():
+        for c in _clips():
+            marks = [pytest.mark.xfail(strict=True, reason=known[c.name])] if c.name in known else []
+            out.append(pytest.param(name, c, marks=marks, id=f"{name or 'default'}-{c.name}"))
+    return out
 
 
 @pytest.mark.skipif(not _clips(), reason="../shared/realfaces is not here")
-@pytest.mark.parametrize("clip", _params(), ids=lambda p: p.name)
-def test_default_checkpoint_does_not_accuse_real_footage(detector, clip):
-    r = detector.detect(clip, thumbnails=False)
+@pytest.mark.parametrize("checkpoint, clip", _params())
+def test_real_footage_checkpoints_do_not_accuse_real_footage(checkpoint, clip):
+    det = _detector(checkpoint)
+    if checkpoint is not None:
+        from avdetect.faces import backend_available
+
+        backend = det.model.config.visual.face_backend
+        if not backend_available(backend):
+            pytest.skip(f"{checkpoint}'s face backend {backend} is not installed")
+    r = det.detect(clip, thumbnails=False)
     assert r.verdict != "fake" and r.segments == [], r.summary()
     assert r.fake_probability < r.threshold or r.verdict == "unknown", r.summary()
+    if checkpoint is not None:  # detect tracks faces with the backend the checkpoint's crops were made with
+        assert r.provenance.parameters["face_backend"] == det.model.config.visual.face_backend
 
 
 def test_default_checkpoint_is_calibrated_on_real_dev_clips():
@@ -66,3 +91,17 @@ def test_default_checkpoint_is_calibrated_on_real_dev_clips():
     assert len(values) >= 10 and max(values.values()) < cal["threshold"]  # no dev real clip accused at the threshold
     card = (folder / "MODEL_CARD.md").read_text()
     assert "not evidence" in card and "realfaces_split.json" in card
+
+
+def test_landmark_checkpoint_is_calibrated_and_records_its_face_backend():
+    from avdetect.checkpoints import read_calibration, resolve_checkpoint
+    from avdetect.models import AVDetector
+
+    folder = resolve_checkpoint("avdetect-small-real-landmarks")
+    assert AVDetector.from_pretrained(folder).config.visual.face_backend == "mediapipe"
+    cal = read_calibration(folder)
+    data = json.loads((folder / "calibration.json").read_text())
+    assert "real dev clips" in cal["method"] and max(data["dev_real_values"].values()) < cal["threshold"]
+    assert 0 < cal["real_below"] < cal["threshold"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "not evidence" in card and "mediapipe" in card
