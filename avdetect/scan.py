@@ -11,8 +11,8 @@ ones too, unless ``retry_failed``), so a scan killed at any point resumes withou
 losing work; a line cut short by the kill is ignored (and its file redone).
 
 **Inputs**: a folder (searched recursively; lines are keyed by the path relative to it) or a
-list file of paths, one per line (``#`` comments and blank lines skipped; relative paths are
-relative to the list's folder; lines are keyed by the path as written).
+list file of paths or ``file://`` URIs, one per line (``#`` comments and blank lines skipped;
+relative paths are relative to the list's folder; lines are keyed by the path as written).
 
 **Engines** run the same per-file work (:func:`_record`, one loaded detector per worker):
 ``local`` (default) in this process or a pool of ``workers`` processes; ``ray`` as tasks on a
@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,13 @@ def list_inputs(source: str | Path) -> list[tuple[str, Path]]:
         key = line.strip()
         if not key or key.startswith("#"):
             continue
-        if "://" in key:
-            raise ConfigError(f"{key!r}: URIs are not read by the scan; list paths that every worker can read "
-                              "(e.g. a mounted bucket)", src)
-        p = Path(key).expanduser()
+        if key.startswith("file://"):  # a file URI is a path every worker reads at the same place
+            p = Path(urllib.parse.unquote(urllib.parse.urlsplit(key).path))
+        elif "://" in key:
+            raise ConfigError(f"{key!r}: only file:// URIs and paths are read by the scan; list paths that every "
+                              "worker can read (e.g. a mounted bucket)", src)
+        else:
+            p = Path(key).expanduser()
         items.setdefault(key, p if p.is_absolute() else (src.parent / p).resolve())
     return list(items.items())
 

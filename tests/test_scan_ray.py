@@ -129,8 +129,13 @@ def test_engine_errors(corpus, work, monkeypatch):
         scan(corpus, out, address="auto")
     uri_list = work / "uris.txt"
     uri_list.write_text("s3://bucket/clip.mp4\n")
-    with pytest.raises(ConfigError, match="URIs are not read"):
+    with pytest.raises(ConfigError, match="only file:// URIs and paths are read"):
         scan(uri_list, out)
+    from avdetect.scan import list_inputs
+
+    clip = corpus / "sub" / "c5.mp4"
+    (work / "file_uris.txt").write_text(clip.resolve().as_uri() + "\n")
+    assert list_inputs(work / "file_uris.txt") == [(clip.resolve().as_uri(), clip.resolve())]
     with pytest.raises(ConfigError, match="not a folder or a list file"):
         scan(work / "nothing-here", out)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
