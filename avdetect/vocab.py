@@ -15,6 +15,10 @@ size is written here once:
   tracking and cropping, by preprocessing (``avdetect preprocess``), forging
   (``avdetect forge``) and ``detect`` alike, so that training crops and serving crops come
   from frames of the same size. The cache records it and refuses a mismatch.
+* :data:`CROP_RULE`: the version of the crop rule (:mod:`avdetect.faces.crops`): 1 axis-aligned
+  crops, 2 crops levelled on the eyes where landmarks give the head roll. Haar crops (no
+  landmarks) are the same under both. The cache records it and refuses landmark crops of
+  another rule.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ MOUTH_SIZE: int = 96
 FACE_SIZE: int = 128
 #: Longer side of decoded frames for face tracking and crops (preprocessing, forging, detect).
 DECODE_MAX_SIDE: int = 640
+#: Version of the crop rule (1: axis-aligned; 2: levelled on the eyes where landmarks are measured).
+CROP_RULE: int = 2
 
 
 def category_index(modify_video: bool, modify_audio: bool) -> int:

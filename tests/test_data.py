@@ -468,3 +468,25 @@ def test_lr_schedule_and_config_errors(tmp_path):
     assert cfg.optim.lr == 0.5 and cfg.augment.crop_jitter == 0 and cfg.model == "avdetect-small"
     with pytest.raises(ConfigError, match="optim.lrr"):
         load_config(None, ["optim.lrr=1"])
+
+
+def test_cache_refuses_landmark_crops_of_another_crop_rule(cache_dir, tmp_path):
+    from avdetect.vocab import CROP_RULE
+
+    entries, out = cache_dir
+    info = json.loads((out / "cache_info.json").read_text())
+    assert info["crop_rule"] == CROP_RULE
+    FeatureCache(out)  # this avdetect's own cache opens
+    old = tmp_path / "old_landmarks"
+    shutil.copytree(out, old)
+    legacy = {k: v for k, v in info.items() if k != "crop_rule"}  # written before the rule was recorded
+    (old / "cache_info.json").write_text(json.dumps({**legacy, "backend": "mediapipe"}))
+    with pytest.raises(DataFormatError, match="mediapipe crops follow crop rule 1 .axis-aligned., this avdetect makes rule 2"):
+        FeatureCache(old)
+    from avdetect.faces import backend_available
+
+    if backend_available("mediapipe"):  # resuming it with this avdetect is refused too
+        with pytest.raises(DataFormatError, match="crop rule 1"):
+            preprocess(entries, old, backend="mediapipe", quiet=True)
+    (old / "cache_info.json").write_text(json.dumps({**legacy, "backend": "opencv"}))  # Haar crops: the same under both
+    FeatureCache(old)

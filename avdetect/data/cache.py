@@ -57,7 +57,7 @@ from avdetect.data.manifest import ManifestEntry
 from avdetect._version import __version__
 from avdetect.errors import AVDetectError, DataFormatError
 from avdetect.timegrid import frame_to_sample, samples_to_frames
-from avdetect.vocab import DECODE_MAX_SIDE, FACE_SIZE, MOUTH_SIZE
+from avdetect.vocab import CROP_RULE, DECODE_MAX_SIDE, FACE_SIZE, MOUTH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,19 @@ INFO_NAME = "cache_info.json"
 CACHE_FORMAT = 2  # 2: crops as lossless WebP per frame (crop_codec "webp"); 1: raw arrays (crop_codec "raw")
 CROP_CODECS = ("webp", "raw")
 #: Crop sizes and codec of caches written before cache_info.json recorded them (they were fixed then).
-_LEGACY_SIZES = {"mouth_size": 96, "face_size": 128, "crop_codec": "raw"}
+_LEGACY_SIZES = {"mouth_size": 96, "face_size": 128, "crop_codec": "raw", "crop_rule": 1}
+#: Face backends whose crops do not depend on the crop rule (no landmarks, no roll).
+_RULE_FREE_BACKENDS = ("opencv",)
+
+
+def crop_rule_problem(info: dict) -> str | None:
+    """Why crops recorded in ``info`` (a cache's) do not follow this avdetect's crop rule
+    (:data:`avdetect.faces.crops.CROP_RULE`), or None when they do (Haar crops always do)."""
+    rule = info.get("crop_rule", 1)
+    if info.get("backend") in _RULE_FREE_BACKENDS or rule == CROP_RULE:
+        return None
+    return (f"its {info.get('backend')} crops follow crop rule {rule} ({'axis-aligned' if rule == 1 else 'unknown'}), "
+            f"this avdetect makes rule {CROP_RULE} (levelled on the eyes)")
 
 
 def _webp_available() -> bool:
@@ -290,12 +302,15 @@ def preprocess(entries: list[ManifestEntry], cache_dir: str | Path, workers: int
         raise DataFormatError("this Pillow has no WebP support: install a Pillow wheel with WebP, or preprocess with "
                               "--crop-codec raw", cache)
     info = {"format": 2 if crop_codec == "webp" else 1, "crop_codec": crop_codec, "faces": faces, "backend": backend,
-            "max_side": max_side, "mouth_size": MOUTH_SIZE, "face_size": FACE_SIZE, "audio": "int16",
-            "avdetect_version": __version__}
+            "max_side": max_side, "mouth_size": MOUTH_SIZE, "face_size": FACE_SIZE, "crop_rule": CROP_RULE,
+            "audio": "int16", "avdetect_version": __version__}
     if old is not None:
         _check_format(old, cache)
         diff = [f"{k}={old.get(k)} (now {info[k]})" for k in ("faces", "backend", "max_side", "mouth_size", "face_size",
                                                              "crop_codec") if old.get(k) != info[k]]
+        rule = crop_rule_problem(old)
+        if rule:
+            diff.append(rule)
         if diff:
             raise DataFormatError(f"cache was made with {', '.join(diff)}; use the same settings or another folder",
                                   cache)
@@ -434,6 +449,9 @@ class FeatureCache:
         was face-tracked with another backend than the model's ``face_backend`` (its crops come
         from that backend: training crops and serving crops must agree)."""
         problems = []
+        rule = crop_rule_problem(self.info)
+        if rule:
+            problems.append(rule)
         if max_side is not None and self.max_side is not None and int(max_side) != int(self.max_side):
             problems.append(f"decoded at max_side={self.max_side}, but max_side={max_side} was asked for")
         if model_config is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avdetect.vocab import FACE_SIZE, MOUTH_SIZE  # noqa: F401 - re-exported (faces' public sizes)
+from avdetect.vocab import CROP_RULE, FACE_SIZE, MOUTH_SIZE  # noqa: F401 - re-exported (faces' public sizes, crop rule)
 
 #: Face crop = the face box enlarged by this factor around its centre (then made square).
 FACE_MARGIN: float = 1.25
