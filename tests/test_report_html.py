@@ -271,3 +271,53 @@ def test_hour_long_page_renders(tmp_path):
     assert "strongest item per short stretch" in text
     w, h = _png_size(page)
     assert h == 520 + 7 * 40  # container, audio x2, sync x2, visual x2
+
+
+_PAYLOAD = "x' onerror='alert(1)' \"><script>alert(2)</script><img src=x onerror=alert(3)>"
+
+
+def _poison(value, skip=("verdict", "modality", "kind", "schema_version", "jpeg_base64")):
+    """Every free-text string of a report dict replaced by an HTML/attribute injection payload
+    (enum-like fields kept, so the dict still renders)."""
+    if isinstance(value, dict):
+        return {k: (v if k in skip else _poison(v, skip)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_poison(v, skip) for v in value]
+    return _PAYLOAD if isinstance(value, str) else value
+
+
+def _assert_inert(page: str) -> None:
+    p = HTMLCollector()
+    p.feed(page)
+    handlers = [(tag, name) for tag, attrs in p.tags for name in attrs if name.lower().startswith("on")]
+    assert handlers == [], handlers  # no event-handler attribute came out of the data
+    assert [t for t, _ in p.tags if t == "script"] == []
+    srcs = [attrs.get("src", "") for tag, attrs in p.tags if tag == "img"]
+    assert all(s.startswith("data:image/") and "'" not in s and '"' not in s for s in srcs), srcs
+
+
+def test_saved_report_cannot_inject_script(mixed, tmp_path):
+    from avdetect.errors import ReportError
+    from avdetect.report import load_report_dict
+
+    d = json.loads(json.dumps(mixed))
+    d["thumbnails"] = [{"segment": 0, "time_s": 4.0, "jpeg_base64": "x' onerror='alert(\"thumb\")"}]
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ReportError, match="jpeg_base64.*does not match"):  # the issue's exploit: refused on load
+        load_report_dict(path)
+    page = to_html(d)  # rendered without validation, it is shown as text, not run
+    _assert_inert(page)
+    assert "thumbnail not plain base64: not shown" in page
+    # every free-text field poisoned (file names, explanations, warnings, parameters, catalog labels)
+    hostile = _poison(mixed)
+    hostile["thumbnails"] = [{"segment": 0, "time_s": 4.0, "jpeg_base64": base64.b64encode(b"\xff\xd8jpeg").decode()}]
+    page = to_html(hostile)
+    _assert_inert(page)
+    assert _PAYLOAD not in page and html_escaped(_PAYLOAD) in page  # shown, escaped
+
+
+def html_escaped(s: str) -> str:
+    import html
+
+    return html.escape(s, quote=True)

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,18 @@ code,pre{font-family:Menlo,Consolas,monospace;font-size:12px}pre{background:#f7f
 
 def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _data_uri(mime: str, b64: Any) -> str | None:
+    """A ``data:`` URI for an attribute, or None when ``b64`` is not plain base64: report dicts
+    may come from saved, passed-around JSON (``to_html(load_report_dict(path))``), so nothing
+    from them reaches an attribute unchecked (a quote in it would end the attribute)."""
+    if not isinstance(b64, str) or not _BASE64.fullmatch(b64):
+        return None
+    return f"data:{mime};base64,{b64}"
 
 
 def _arr(values: list) -> np.ndarray:
@@ -254,8 +267,10 @@ def render_html(d: dict) -> str:
         for th in d["thumbnails"]:
             seg = d["segments"][th["segment"]] if th["segment"] < len(d["segments"]) else None
             cap = f"#{th['segment'] + 1} at {th['time_s']:.2f} s" + (f" ({seg['modality']})" if seg else "")
-            out.append(f"<figure><img alt='face at {th['time_s']:.2f} s' src='data:image/jpeg;base64,"
-                       f"{th['jpeg_base64']}'><figcaption>{_e(cap)}</figcaption></figure>")
+            uri = _data_uri("image/jpeg", th.get("jpeg_base64"))
+            img = (f"<img alt='face at {float(th['time_s']):.2f} s' src='{_e(uri)}'>" if uri is not None
+                   else "<div class='muted'>(thumbnail not plain base64: not shown)</div>")
+            out.append(f"<figure>{img}<figcaption>{_e(cap)}</figcaption></figure>")
         out.append("</div>")
     out.append("<h2>Flagged segments</h2>")
     if d["segments"]:
