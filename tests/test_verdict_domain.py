@@ -618,3 +618,51 @@ def test_stream_verdicts_follow_real_below():
     assert m("audio", True, True, 0.7, 0.8, 1.0, 0.6).verdict == "unknown"
     assert m("audio", True, True, 0.9, 0.8, 1.0, 0.6).verdict == "fake"
     assert m("audio", True, True, 0.7, 0.8, 1.0).verdict == "real"
+
+
+# ---------------------------------------------------------------------------------------
+# inputs that are not talking-face video (issue 18, item 3): the shipped default checkpoint
+# judges none of them; each is unknown and says why
+@pytest.fixture(scope="module")
+def not_talking_faces(work, base_clip) -> dict[str, Path]:
+    d = work / "not_av"
+    d.mkdir()
+    out = {}
+    out["still.png"] = d / "still.png"
+    run_ffmpeg("-ss", "1.0", "-i", str(base_clip), "-frames:v", "1", str(out["still.png"]))
+    out["png_named.mp4"] = d / "png_named.mp4"
+    shutil.copy(out["still.png"], out["png_named.mp4"])
+    jpg = d / "still.jpg"
+    run_ffmpeg("-ss", "1.0", "-i", str(base_clip), "-frames:v", "1", str(jpg))
+    out["jpeg_named.mp4"] = d / "jpeg_named.mp4"
+    shutil.copy(jpg, out["jpeg_named.mp4"])
+    out["anim.gif"] = d / "anim.gif"
+    run_ffmpeg("-i", str(base_clip), "-vf", "fps=10", "-an", str(out["anim.gif"]))
+    for ext in ("wav", "mp3", "m4a"):
+        out[f"audio.{ext}"] = d / f"audio.{ext}"
+        run_ffmpeg("-i", str(base_clip), "-vn", str(out[f"audio.{ext}"]))
+    out["one_frame.mp4"] = d / "one_frame.mp4"
+    run_ffmpeg("-i", str(base_clip), "-frames:v", "1", "-an", str(out["one_frame.mp4"]))
+    out["one_frame_with_audio.mp4"] = d / "one_frame_with_audio.mp4"
+    run_ffmpeg("-i", str(base_clip), "-frames:v", "1", "-t", "0.04", str(out["one_frame_with_audio.mp4"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_detector():
+    from avdetect.api import Detector
+
+    return Detector.from_pretrained(None, device="cpu", forensics=False, thumbnails=False)
+
+
+@pytest.mark.parametrize("name, codes", [
+    ("still.png", {"no_audio"}), ("png_named.mp4", {"no_audio"}), ("jpeg_named.mp4", {"no_audio"}),
+    ("anim.gif", {"no_audio"}), ("audio.wav", {"audio_only"}), ("audio.mp3", {"audio_only"}),
+    ("audio.m4a", {"audio_only"}), ("one_frame.mp4", {"no_audio"}), ("one_frame_with_audio.mp4", {"no_speech"}),
+])
+def test_inputs_that_are_not_talking_face_video_get_no_verdict(not_talking_faces, default_detector, name, codes):
+    r = default_detector.detect(not_talking_faces[name])
+    got = {x.code for x in r.verdict_reasons}
+    assert r.verdict == "unknown" and r.segments == [], r.summary()
+    assert codes <= got, (name, got)
+    assert all(x.message for x in r.verdict_reasons)  # each reason says why in words
