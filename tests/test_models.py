@@ -409,6 +409,18 @@ def test_checkpoint_errors(tmp_path):
         AVDetector.from_pretrained(variant("field", cfg=json.dumps(bad_field)))
     with pytest.raises(CheckpointError, match="invalid JSON"):
         AVDetector.from_pretrained(variant("json", cfg="{not json"))
+    # tampered configs (issue 18): typed one-line errors, not internal ones, and nothing allocated
+    for name, section, key, value, needle in (
+        ("str_dim", "visual", "dim", "128", "invalid model config"),
+        ("zero_heads", "fusion", "heads", 0, "invalid model config"),
+        ("neg_depth", "visual", "depth", -3, "do not match the config"),
+        ("huge", "fusion", "dim", 1 << 20, "tampered or mismatched config"),
+    ):
+        bad = json.loads(config)
+        bad["config"][section][key] = value
+        with pytest.raises(CheckpointError, match=needle) as err:
+            AVDetector.from_pretrained(variant(name, cfg=json.dumps(bad)))
+        assert "\n" not in str(err.value), name
     nocfg = tmp_path / "nocfg"
     nocfg.mkdir()
     save_file(state, str(nocfg / "model.safetensors"))
@@ -465,6 +477,11 @@ def test_wav2vec2_loads_from_local_folder_offline(tmp_path, no_network):
         create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "w2v")})
     with pytest.raises(CheckpointError, match="no config.json"):
         create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "absent")})
+    # a folder holding only a pickled pytorch_model.bin: refused by name, never unpickled
+    (tmp_path / "w2v" / "model.safetensors").unlink()
+    torch.save(pretrained.state_dict(), tmp_path / "w2v" / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin is a pickle, which avdetect never loads"):
+        create_model("avdetect-tiny", audio={"pretrained_dir": str(tmp_path / "w2v")})
 
 
 def test_freeze_options():

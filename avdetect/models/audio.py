@@ -47,10 +47,15 @@ def _build_wav2vec2(cfg: AudioConfig):
         folder = Path(cfg.pretrained_dir).expanduser()
         if not (folder / "config.json").is_file():
             raise CheckpointError("not a local wav2vec2 folder (no config.json); nothing is downloaded", folder)
+        if not (folder / "model.safetensors").is_file():
+            pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
+            raise CheckpointError("no model.safetensors in the wav2vec2 folder" + (
+                f" ({', '.join(sorted(pickled))} is a pickle, which avdetect never loads: convert it to safetensors)"
+                if pickled else ""), folder)
         from safetensors import SafetensorError
 
         try:
-            model = Wav2Vec2Model.from_pretrained(str(folder), local_files_only=True, **extra)
+            model = Wav2Vec2Model.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, **extra)
         except (OSError, ValueError, SafetensorError) as err:
             raise CheckpointError(f"cannot load wav2vec2 weights: {str(err).splitlines()[0]}", folder) from err
         logger.info("loaded wav2vec2 from %s (%d layers, hidden %d)", folder,

@@ -244,6 +244,26 @@ class AVDetector(nn.Module):
         return out
 
     @classmethod
+    def _check_size(cls, config: DetectorConfig, config_file: Path, weights: Path) -> None:
+        """Refuse a config that does not build, or that describes far more weights than the
+        weights file holds (a tampered config: allocating it would exhaust memory), before any
+        memory is allocated: the network is built on the meta device (shapes only)."""
+        import copy
+
+        try:
+            with torch.device("meta"):
+                probe = cls(copy.deepcopy(config))
+        except (ConfigError, TypeError, ValueError, ZeroDivisionError, AttributeError, RuntimeError) as err:
+            raise CheckpointError(f"invalid model config: {type(err).__name__}: {str(err).splitlines()[0]}",
+                                  config_file) from err
+        n = sum(p.numel() for p in probe.parameters())
+        held = weights.stat().st_size
+        if 2 * n > held + (1 << 20):  # fewer than 2 bytes a parameter: not this config's weights (fp16 needs 2)
+            raise CheckpointError(f"config.json describes {n:,} parameters ({2 * n / 1e6:,.0f} MB even in 16-bit), "
+                                  f"but {WEIGHTS_NAME} holds {held / 1e6:,.1f} MB: a tampered or mismatched config",
+                                  config_file)
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "AVDetector":
         """Rebuild the model from ``config.json`` and load ``model.safetensors`` exactly.
 
@@ -273,9 +293,14 @@ class AVDetector(nn.Module):
             raise CheckpointError(f"architecture {meta['architecture']!r} is not {ARCHITECTURE!r}", config_file)
         try:
             config = DetectorConfig.from_dict(meta["config"])
-            model = cls(config)
-        except (ConfigError, TypeError) as err:
+        except (ConfigError, TypeError, ValueError) as err:
             raise CheckpointError(f"invalid model config: {err}", config_file) from err
+        if not config.audio.pretrained_dir:  # (a pretrained folder is loaded, and checked, by the encoder)
+            cls._check_size(config, config_file, weights)
+        try:
+            model = cls(config)
+        except (ConfigError, TypeError, ValueError, ZeroDivisionError, AttributeError) as err:
+            raise CheckpointError(f"invalid model config: {type(err).__name__}: {err}", config_file) from err
         try:
             state = load_file(str(weights), device=str(map_location))
         except (SafetensorError, OSError) as err:
