@@ -206,12 +206,26 @@ def _report_targets(args, path, several: bool) -> dict:
 
 def _run_detect(args) -> int:
     from avdetect.api import Detector
+    from avdetect.media import load_media
     from avdetect.report import write_reports
 
-    detector = Detector.from_pretrained(args.checkpoint, device=args.device, **_detect_options(args))
     several = len(args.files) > 1
     status = EXIT_OK
+    # inspect every file first (container only, well under a second each): a broken file is
+    # reported at once, without waiting for the model to load, and none is loaded if all are broken
+    readable = []
     for path in args.files:
+        try:
+            load_media(path)
+        except AVDetectError as err:
+            print(f"avdetect detect: error: {err}", file=sys.stderr)
+            status = EXIT_USER
+            continue
+        readable.append(path)
+    if not readable:
+        return status
+    detector = Detector.from_pretrained(args.checkpoint, device=args.device, **_detect_options(args))
+    for path in readable:
         try:
             report = detector.detect(path, quiet=args.quiet)
         except AVDetectError as err:

@@ -75,6 +75,18 @@ def test_probe_keeps_going_after_a_bad_file(tmp_path, clip):
     assert "bad.mp4" in r.stderr
 
 
+def test_detect_rejects_broken_files_before_loading_the_model(tmp_path):
+    empty, trunc = tmp_path / "empty.mp4", tmp_path / "trunc.mp4"
+    empty.write_bytes(b"")
+    trunc.write_bytes(b"\x00\x00\x00\x20ftypisom" + b"\x00" * 4000)  # the first 4 KB of an mp4, no more
+    # a checkpoint that does not exist: had the model been loaded first, its error would be the one shown
+    r = avdetect("detect", str(empty), str(trunc), "--checkpoint", str(tmp_path / "no-such-checkpoint"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "empty.mp4" in lines[0] and "trunc.mp4" in lines[1], lines
+    assert "checkpoint" not in r.stderr
+
+
 def test_no_command_prints_help():
     r = avdetect()
     assert r.returncode == 2 and "usage" in r.stderr.lower()
