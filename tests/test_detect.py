@@ -436,6 +436,11 @@ def test_vtt_and_csv(fake_report):
     rows = list(csv.DictReader(io.StringIO(to_csv(d))))
     assert [(r["start_s"], r["end_s"], r["modality"]) for r in rows] == [("1.000", "2.000", "audio-visual"),
                                                                          ("3.600", "4.800", "visual")]
+    # a file named like a spreadsheet formula lands as text, not as a formula (CSV injection)
+    for name in ('=HYPERLINK("http://x","y").mp4', "+1.mp4", "-2.mp4", "@SUM(A1).mp4"):
+        rows = list(csv.DictReader(io.StringIO(to_csv({**d, "file": name}))))
+        assert {r["file"] for r in rows} == {"'" + name}
+    assert {r["file"] for r in csv.DictReader(io.StringIO(to_csv({**d, "file": "clip=1.mp4"})))} == {"clip=1.mp4"}
 
 
 # ---------------------------------------------------------------------------------------

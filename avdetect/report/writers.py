@@ -50,14 +50,26 @@ def to_vtt(report) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(value) -> str:
+    """A free-text CSV cell that a spreadsheet will not run as a formula: text starting with
+    ``= + - @`` (or a tab / carriage return) gets a leading apostrophe (OWASP's advice for CSV
+    injection); a file named ``=HYPERLINK(...).mp4`` is shown, not evaluated."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def to_csv(report) -> str:
-    """Flagged segments, one row each (times in seconds)."""
+    """Flagged segments, one row each (times in seconds; free text guarded against formulas)."""
     d = _as_dict(report)
     buf = io.StringIO()
     w = _csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for seg in d["segments"]:
-        w.writerow([d["file"], f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}", f"{seg['score']:.4f}", seg["modality"],
+        w.writerow([_text_cell(d["file"]), f"{seg['start_s']:.3f}", f"{seg['end_s']:.3f}", f"{seg['score']:.4f}",
+                    _text_cell(seg["modality"]),
                     "" if seg.get("visual_score") is None else f"{seg['visual_score']:.4f}",
                     "" if seg.get("audio_score") is None else f"{seg['audio_score']:.4f}"])
     return buf.getvalue()
