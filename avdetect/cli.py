@@ -192,7 +192,28 @@ def _args_detect(p: argparse.ArgumentParser) -> None:
     _add_model_args(p)
 
 
-def _report_targets(args, path, several: bool) -> dict:
+def report_names(paths: list[str]) -> dict[str, str]:
+    """A distinct report name (no extension) for each input path, for a folder of reports:
+    the file's stem; files sharing a stem (camera folders of ``VID_0001.mp4``) get their
+    parent folder's name in front (``a__clip``, ``b__clip``), and any name still taken a
+    ``-2``, ``-3`` suffix. Deterministic in the order given; no report overwrites another."""
+    from collections import Counter
+    from pathlib import Path
+
+    stems = Counter(Path(p).stem for p in paths)
+    names, used = {}, set()
+    for p in paths:
+        q = Path(p)
+        base = q.stem if stems[q.stem] == 1 else "__".join([*q.resolve().parent.parts[-1:], q.stem])
+        name, k = base, 2
+        while name in used:
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        names[p] = name
+    return names
+
+
+def _report_targets(args, path, several: bool, names: dict[str, str] | None = None) -> dict:
     from pathlib import Path
 
     targets = {}
@@ -200,7 +221,8 @@ def _report_targets(args, path, several: bool) -> dict:
         out = getattr(args, fmt)
         if out is None:
             continue
-        targets[fmt] = Path(out) / f"{Path(path).stem}.{fmt}" if several else Path(out)
+        stem = (names or {}).get(path, Path(path).stem)
+        targets[fmt] = Path(out) / f"{stem}.{fmt}" if several else Path(out)
     return targets
 
 
@@ -210,6 +232,7 @@ def _run_detect(args) -> int:
     from avdetect.report import write_reports
 
     several = len(args.files) > 1
+    names = report_names(list(args.files))
     status = EXIT_OK
     # inspect every file first (container only, well under a second each): a broken file is
     # reported at once, without waiting for the model to load, and none is loaded if all are broken
@@ -232,7 +255,7 @@ def _run_detect(args) -> int:
             print(f"avdetect detect: error: {err}", file=sys.stderr)
             status = EXIT_USER
             continue
-        written = write_reports(report, **_report_targets(args, path, several))
+        written = write_reports(report, **_report_targets(args, path, several, names))
         print(report.summary())
         for fmt, out in written.items():
             print(f"  {fmt}: {out}")

@@ -468,6 +468,30 @@ def test_cli_detect_writes_reports_and_bad_file_is_one_line(checkpoint, fake_cli
     assert load_report_dict(out / "fake.json")["file"].endswith("fake.mp4")
 
 
+def test_cli_detect_same_names_in_two_folders_keep_both_reports(checkpoint, fake_clip, work):
+    import shutil
+
+    from avdetect.cli import report_names
+    from avdetect.report import load_report_dict
+
+    src = work / "cams"
+    for cam in ("a", "b"):
+        (src / cam).mkdir(parents=True, exist_ok=True)
+        run_ffmpeg("-ss", "0" if cam == "a" else "1", "-t", "2", "-i", str(fake_clip[0]), "-c:v", "libx264", "-c:a", "aac",
+                   str(src / cam / "VID_0001.mp4"))
+    shutil.copy(src / "a" / "VID_0001.mp4", src / "a" / "VID_0001.mov")
+    files = [str(src / "a" / "VID_0001.mp4"), str(src / "b" / "VID_0001.mp4"), str(src / "a" / "VID_0001.mov")]
+    names = report_names(files)
+    assert list(names.values()) == ["a__VID_0001", "b__VID_0001", "a__VID_0001-2"]
+    assert report_names(["x/one.mp4", "y/two.mp4"]) == {"x/one.mp4": "one", "y/two.mp4": "two"}
+    out = work / "cams_out"
+    r = avdetect_cli("-q", "detect", *files, "--checkpoint", str(checkpoint), "--json", str(out), "--no-forensics")
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a__VID_0001-2.json", "a__VID_0001.json", "b__VID_0001.json"]
+    assert [load_report_dict(out / f"{names[f]}.json")["file"] for f in files] == files  # each its own file's report
+
+
 def _scan_dir(work: Path, fake_clip) -> Path:
     folder = work / "corpus"
     if folder.exists():
