@@ -226,12 +226,43 @@ def _report_targets(args, path, several: bool, names: dict[str, str] | None = No
     return targets
 
 
+def _check_targets(args, several: bool) -> None:
+    """Fail before any detection when a report target cannot be written: a file target that is
+    a folder, a folder target that is a file, or a place this process cannot create files in
+    (read-only mount, /proc, no permission). One line, exit 2; nothing is detected in vain."""
+    import tempfile
+    from pathlib import Path
+
+    from avdetect.errors import ReportError
+
+    for fmt in ("json", "html", "vtt", "csv"):
+        out = getattr(args, fmt)
+        if out is None:
+            continue
+        p = Path(out)
+        if several and p.exists() and not p.is_dir():
+            raise ReportError(f"--{fmt} must be a folder when several files are given (one report each)", p)
+        if not several and p.is_dir():
+            raise ReportError(f"--{fmt} is a folder; give a file name (or several input files)", p)
+        folder = p if several else p.parent
+        blocking = next((q for q in [folder, *folder.parents] if q.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ReportError(f"--{fmt}: {blocking} is a file, not a folder", p)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".avdetect-write-check-"):
+                pass
+        except OSError as err:
+            raise ReportError(f"--{fmt}: cannot create files in this folder ({err.strerror or err})", folder) from None
+
+
 def _run_detect(args) -> int:
     from avdetect.api import Detector
     from avdetect.media import load_media
     from avdetect.report import write_reports
 
     several = len(args.files) > 1
+    _check_targets(args, several)
     names = report_names(list(args.files))
     status = EXIT_OK
     # inspect every file first (container only, well under a second each): a broken file is

@@ -252,9 +252,19 @@ def _inspect_timeout(size_bytes: int) -> float:
 _CORRUPT_HINTS = ("moov atom not found", "partial file", "truncat", "corrupt", "invalid nal", "error while decoding", "could not find codec parameters", "end of file")
 
 
+_ADDRESS_RE = re.compile(r"\[([^\]@]*?)\s*@\s*0x[0-9a-fA-F]+\]")
+
+
+def ffmpeg_lines(text: str) -> list[str]:
+    """ffmpeg's log as stripped, non-empty lines with its memory addresses removed
+    (``[h264 @ 0x55d0c3a1b2c0] ...`` -> ``[h264] ...``), so that messages built from them are the
+    same from one run to the next."""
+    return [_ADDRESS_RE.sub(r"[\1]", ln.strip()) for ln in text.splitlines() if ln.strip()]
+
+
 def _classify_open_error(stderr: str, path: str) -> MediaError:
     """ffmpeg could not open the input: say why in one line."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = ffmpeg_lines(stderr)
     low = stderr.lower()
     detail = next((ln for ln in reversed(lines) if "Invalid data" in ln or "Error" in ln or "error" in ln), lines[-1] if lines else "")
     detail = re.sub(r"^\[[^\]]+\]\s*", "", detail)
@@ -333,7 +343,7 @@ def _scan_streams(path: str, video_index: int | None, audio_index: int | None, t
                 med = np.median(deltas)
                 vfr = bool(np.mean(np.abs(deltas - med) > 0.1 * med) > 0.05)
         result[inp] = {"start": float(p[0] * tb), "end": float((p[-1] + last_dur) * tb), "n_packets": int(len(p)), "vfr": vfr}
-    errors = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    errors = ffmpeg_lines(proc.stderr.decode("utf-8", "replace"))
     return result, errors
 
 
@@ -497,7 +507,7 @@ class _FFmpegPipe:
 
     def stderr_lines(self) -> list[str]:
         self._err.seek(0)
-        return [ln.strip() for ln in self._err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        return ffmpeg_lines(self._err.read().decode("utf-8", "replace"))
 
     def close(self) -> None:
         """Kill ffmpeg if it still runs and reap it. Safe to call more than once."""

@@ -87,6 +87,22 @@ def test_detect_rejects_broken_files_before_loading_the_model(tmp_path):
     assert "checkpoint" not in r.stderr
 
 
+@pytest.mark.parametrize("target, several, needle", [
+    ("{tmp}", False, "is a folder; give a file name"),
+    ("{tmp}/afile/r.json", False, "is a file, not a folder"),
+    ("{tmp}/afile", True, "must be a folder when several files are given"),
+    ("/proc/avdetect-test/r.json", False, "cannot create files in this folder"),
+])
+def test_detect_refuses_unwritable_report_targets_before_detecting(tmp_path, clip, target, several, needle):
+    (tmp_path / "afile").write_text("x")
+    files = [str(clip), str(clip)] if several else [str(clip)]
+    # a missing checkpoint: the target is checked before the model would load
+    r = avdetect("detect", *files, "--json", target.format(tmp=tmp_path), "--checkpoint", str(tmp_path / "none"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
 def test_no_command_prints_help():
     r = avdetect()
     assert r.returncode == 2 and "usage" in r.stderr.lower()

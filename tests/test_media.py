@@ -257,3 +257,13 @@ def test_errors_are_one_line_and_name_the_file(tmp_path):
         load_media(p)
     msg = str(info.value)
     assert msg.startswith(str(p)) and "\n" not in msg
+
+
+def test_ffmpeg_messages_carry_no_memory_addresses():
+    from avdetect.media import _classify_open_error, ffmpeg_lines
+
+    log = "[h264 @ 0x55d0c3a1b2c0] error while decoding MB 3 4\n\n  [aac @ 0x7f3e] Invalid data found  \nplain"
+    assert ffmpeg_lines(log) == ["[h264] error while decoding MB 3 4", "[aac] Invalid data found", "plain"]
+    a = _classify_open_error("[mov,mp4 @ 0x5600aa] moov atom not found\nx.mp4: Invalid data found when processing input", "x.mp4")
+    b = _classify_open_error("[mov,mp4 @ 0x7ffe01] moov atom not found\nx.mp4: Invalid data found when processing input", "x.mp4")
+    assert str(a) == str(b) and "0x" not in str(a)  # reruns give the same line, byte for byte
