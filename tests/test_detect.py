@@ -688,3 +688,45 @@ def test_synthetic_checkpoint_on_unseen_synthetic_clips(tmp_path):
         verdicts.append(r.verdict)
     # measured: p(fake) 0.594, 0.596, 0.708 against 0.5985 (the weak synthetic checkpoint)
     assert verdicts == ["real", "real", "fake"], verdicts
+
+
+def test_reports_are_written_whole_or_not_at_all(fake_report, tmp_path):
+    """A full disk (here: a file-size limit, which fails a write as a full disk does) leaves no
+    truncated report and no temporary file; the error is one line; a previous report stays."""
+    from avdetect.report import to_html
+
+    d = _with_segments(fake_report)
+    target = tmp_path / "r.html"
+    target.write_text("previous report")
+    src = tmp_path / "d.json"
+    src.write_text(json.dumps(d))
+    code = (
+        "import json, resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "from avdetect.errors import ReportError\n"
+        "from avdetect.report import write_reports\n"
+        "d = json.load(open(sys.argv[1]))\n"
+        "try:\n"
+        "    write_reports(d, html=sys.argv[2])\n"
+        "except ReportError as err:\n"
+        "    print(err); sys.exit(3)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(src), str(target)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 3, r.stderr
+    assert "cannot write the report" in r.stdout and "nothing was written" in r.stdout
+    assert target.read_text() == "previous report"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "r.html"]  # no .part left
+    # without the limit the same call writes the whole page, readable by others like any file
+    from avdetect.report import write_reports
+
+    write_reports(d, html=target)
+    assert target.read_text() == to_html(d) and target.read_text().rstrip().endswith("</html>")
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old

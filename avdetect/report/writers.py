@@ -5,9 +5,11 @@ Every writer takes the serialised report dict (a :class:`DetectionReport` is con
 """
 from __future__ import annotations
 
+import contextlib
 import csv as _csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +84,47 @@ def to_html(report) -> str:
     return render_html(_as_dict(report))
 
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` all or nothing: into a temporary file in the same
+    folder, flushed to disk, then renamed over ``path``. A full disk, a size limit or a kill
+    leaves the previous file (or none) and no partial one; the failure is a one-line
+    :class:`~avdetect.errors.ReportError`."""
+    import tempfile
+
+    from avdetect.errors import ReportError
+
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
+    except OSError as err:
+        raise ReportError(f"cannot write the report ({err.strerror or err})", p) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as an ordinary file would be (mkstemp makes it 0600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ReportError(f"cannot write the report ({err.strerror or err}); nothing was written", p) from None
+    return p
+
+
 def write_reports(report, json: str | Path | None = None, html: str | Path | None = None,
                   vtt: str | Path | None = None, csv: str | Path | None = None) -> dict[str, Path]:
-    """Write the requested formats; returns ``{format: path}`` of what was written."""
+    """Write the requested formats, each atomically (:func:`write_atomic`); returns
+    ``{format: path}`` of what was written."""
     d = _as_dict(report)
     written: dict[str, Path] = {}
     for name, target, fn in (("json", json, to_json), ("html", html, to_html), ("vtt", vtt, to_vtt), ("csv", csv, to_csv)):
         if target is None:
             continue
-        p = Path(target)
-        if p.parent and not p.parent.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(fn(d), encoding="utf-8")
-        written[name] = p
+        written[name] = write_atomic(target, fn(d))
     return written
