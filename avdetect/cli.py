@@ -318,7 +318,12 @@ def _run_scan(args) -> int:
              ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **_detect_options(args))
     print(f"scanned {s.found} files in {args.directory}: {s.skipped} already done, {s.done} processed "
           f"({s.ok} ok, {s.failed} failed, {s.fake} flagged fake) in {s.seconds:.1f} s -> {s.out}"
-          + (f" ({s.worker_deaths} files re-queued after a worker died)" if s.worker_deaths else ""))
+          + (f" ({s.worker_deaths} files re-queued after a worker died)" if s.worker_deaths else "")
+          + (f"; {len(s.unreadable)} folders could not be read" if s.unreadable else ""))
+    for line in s.unreadable[:20]:
+        print(f"avdetect scan: warning: folder not searched: {line}", file=sys.stderr)
+    if len(s.unreadable) > 20:
+        print(f"avdetect scan: warning: ... and {len(s.unreadable) - 20} more folders not searched", file=sys.stderr)
     for line in s.failures[:20]:
         print(f"  failed: {line}")
     if len(s.failures) > 20:

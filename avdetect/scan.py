@@ -62,25 +62,43 @@ class ScanSummary:
     worker_deaths: int = 0  # Ray engine: tasks lost with their worker (and queued again)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)  # "file: error" of this run
+    unreadable: list[str] = field(default_factory=list)  # "folder: reason" of folders that could not be searched
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
-def find_media(directory: str | Path) -> list[Path]:
-    """Media files under ``directory`` (recursive, by extension), sorted."""
+def find_media(directory: str | Path, unreadable: list[str] | None = None) -> list[Path]:
+    """Media files under ``directory`` (recursive, by extension; symbolic links to folders are
+    not followed, so a link loop cannot hang the scan), sorted. Folders that cannot be read
+    (permission denied, gone) are not silently skipped: each is logged and, when ``unreadable``
+    is given, appended to it as ``"folder: reason"``."""
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError("not a folder", root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
+
+    def failed(err: OSError) -> None:
+        line = f"{err.filename}: {err.strerror or err}"
+        log.warning("cannot read folder %s", line)
+        if unreadable is not None:
+            unreadable.append(line)
+
+    found = []
+    for folder, _dirs, names in os.walk(root, onerror=failed):
+        for name in names:
+            p = Path(folder) / name
+            if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file():
+                found.append(p)
+    return sorted(found)
 
 
-def list_inputs(source: str | Path) -> list[tuple[str, Path]]:
-    """``(key, path)`` of the files to scan: a folder (keys relative to it) or a list file of
-    paths (keys as written). See the module docstring."""
+def list_inputs(source: str | Path, unreadable: list[str] | None = None) -> list[tuple[str, Path]]:
+    """``(key, path)`` of the files to scan: a folder (keys relative to it; folders that cannot
+    be read go to ``unreadable``, see :func:`find_media`) or a list file of paths (keys as
+    written). See the module docstring."""
     src = Path(source)
     if src.is_dir():
-        return [(p.relative_to(src).as_posix(), p) for p in find_media(src)]
+        return [(p.relative_to(src).as_posix(), p) for p in find_media(src, unreadable)]
     if not src.is_file():
         raise ConfigError("not a folder or a list file of paths", src)
     items: dict[str, Path] = {}
@@ -212,10 +230,51 @@ def scan(directory: str | Path, out: str | Path, workers: int | None = 1, checkp
         raise ConfigError("an address is for the ray engine (--engine ray)")
     t_start = time.perf_counter()
     root = Path(directory)
-    files = list_inputs(root)
+    unreadable: list[str] = []
+    files = list_inputs(root, unreadable)
     out = Path(out)
+    lock = _ResultsLock(out)  # before reading: two scans must not both see the same files as to do
+    try:
+        return _scan_locked(root, files, unreadable, out, t_start, workers=workers, checkpoint=checkpoint, device=device,
+                            retry_failed=retry_failed, quiet=quiet, detector=detector, engine=engine, address=address,
+                            ray_cpus=ray_cpus, ray_gpus=ray_gpus, options=options)
+    finally:
+        lock.release()
+
+
+class _ResultsLock:
+    """An exclusive lock on a results file for the length of a scan (``fcntl.flock`` on a
+    ``.lock`` file beside it, released by the kernel when the process dies): a second scan on
+    the same results file is refused with the first one's pid instead of doing every file twice."""
+
+    def __init__(self, out: Path):
+        import fcntl
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.path = out.with_name(out.name + ".lock")
+        self.fh = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            pid = self.fh.read().strip() or "?"
+            self.fh.close()
+            raise ScanError(f"another scan (pid {pid}) is writing this results file; wait for it or use another --out",
+                            out) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+
+    def release(self) -> None:
+        self.fh.close()  # closing drops the lock; the file stays (removing it would race a waiting scan)
+
+
+def _scan_locked(root: Path, files, unreadable: list[str], out: Path, t_start: float, *, workers, checkpoint, device,
+                 retry_failed: bool, quiet: bool, detector, engine: str, address, ray_cpus: float, ray_gpus: float,
+                 options: dict) -> ScanSummary:
     previous = read_results(out)
-    summary = ScanSummary(out=str(out), found=len(files))
+    summary = ScanSummary(out=str(out), found=len(files), unreadable=unreadable)
     todo: list[tuple[str, Path]] = []
     for rel, p in files:
         rec = previous.get(rel)

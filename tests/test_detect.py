@@ -534,6 +534,38 @@ def test_scan_records_failures_and_resumes(detector, fake_clip, work):
     assert (s3.skipped, s3.done, s3.failed) == (3, 1, 1)
 
 
+def test_scan_reports_unreadable_folders_and_refuses_a_second_scan_on_its_results(detector, fake_clip, work,
+                                                                                   monkeypatch, capsys):
+    import fcntl
+
+    from avdetect.errors import ScanError
+    from avdetect.scan import scan
+
+    folder = _scan_dir(work, fake_clip)
+    # a folder that cannot be listed (root ignores permissions, so the denial is simulated where os.walk lists it)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = work / "scan_locked.jsonl"
+    s = scan(folder, out, detector=detector, thumbnails=False)
+    assert s.found == 3 and s.unreadable == [f"{folder / 'sub'}: Permission denied"]  # counted, not silent
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    # a second scan on the same results file while the first holds it: refused with the holder's pid
+    lock = (work / "scan_locked.jsonl.lock").open("a+")
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.seek(0), lock.truncate(), lock.write("4242"), lock.flush()
+    with pytest.raises(ScanError, match=r"another scan \(pid 4242\) is writing this results file"):
+        scan(folder, out, detector=detector, thumbnails=False)
+    lock.close()  # the first scan ends: the next one runs (and finds everything done but sub/)
+    s2 = scan(folder, out, detector=detector, thumbnails=False)
+    assert (s2.skipped, s2.done) == (3, 1)
+
+
 def _lines_tolerant(path: Path) -> list[dict]:
     out = []
     for x in path.read_text().splitlines():
