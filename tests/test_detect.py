@@ -6,6 +6,7 @@ what it says). Tests that need a model which learned something train one with
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -682,6 +683,59 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
     s = scan(folder, out, workers=2, checkpoint=checkpoint, forensics=False, thumbnails=False)
     assert (s.done, s.ok, s.failed) == (4, 3, 1)
     assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
+
+
+def _children_of(pid: int) -> list[int]:
+    """pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_scan_workers_die_with_a_killed_parent(checkpoint, fake_clip, work):
+    """The scan's parent is killed (as the OOM killer would): its pool workers and multiprocessing's
+    resource tracker must not stay alive under init."""
+    folder = _scan_dir(work, fake_clip)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "avdetect", "-q", "scan", str(folder), "--out",
+                             str(work / "scan_orphans.jsonl"), "--workers", "2", "--checkpoint", str(checkpoint),
+                             "--no-forensics"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            kids = _children_of(proc.pid)
+            if len(kids) >= 3:  # the resource tracker and both workers
+                break
+            time.sleep(0.05)
+        assert len(kids) >= 2, "the scan never started its workers"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(k) for k in kids):
+            time.sleep(0.1)
+        left = [k for k in kids if _alive(k)]
+        assert left == [], f"processes outlived the killed scan: {left}"
+    finally:  # never leave a process behind, whatever failed
+        for k in set(kids) | set(_children_of(proc.pid)) | {proc.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGKILL)
 
 
 def test_synthetic_checkpoint_on_unseen_synthetic_clips(tmp_path):
