@@ -16,6 +16,17 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def tiny_checkpoint(folder: Path) -> Path:
+    """A randomly initialised avdetect-tiny checkpoint (seed 0) saved in ``folder``: the small,
+    fast model the detect, scan, serve and verdict tests run on."""
+    import torch
+
+    from avdetect.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("avdetect-tiny").save_pretrained(folder)
+
+
 def run_ffmpeg(*args: str) -> None:
     """Run ffmpeg quietly; raise with its stderr if it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]

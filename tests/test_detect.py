@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import HTMLCollector, run_ffmpeg
+from conftest import HTMLCollector, run_ffmpeg, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_SEGMENTS = [(1.0, 2.0), (3.6, 4.8)]
@@ -38,10 +37,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(work) -> Path:
-    from avdetect.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("avdetect-tiny").save_pretrained(work / "tiny")
+    return tiny_checkpoint(work / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ffmpeg
+from conftest import run_ffmpeg, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -29,12 +29,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(work) -> Path:
-    import torch
-
-    from avdetect.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("avdetect-tiny").save_pretrained(work / "tiny")
+    return tiny_checkpoint(work / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ffmpeg
+from conftest import run_ffmpeg, tiny_checkpoint
 
 httpx = pytest.importorskip("httpx", reason="the serve tests need httpx (pip install 'avdetect[test]')")
 pytest.importorskip("fastapi", reason="avdetect serve needs fastapi (pip install 'avdetect[serve]')")
@@ -125,12 +125,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(work) -> Path:
-    import torch
-
-    from avdetect.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("avdetect-tiny").save_pretrained(work / "tiny")
+    return tiny_checkpoint(work / "tiny")
 
 
 @pytest.fixture(scope="module")

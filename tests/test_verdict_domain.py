@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import SAMPLES_DIR, run_ffmpeg
+from conftest import SAMPLES_DIR, run_ffmpeg, tiny_checkpoint
 
 REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "realfaces" / "real"
 LOW = 0.01  # a threshold at which the random tiny model calls everything fake
@@ -259,10 +258,7 @@ def test_domain_defaults_and_partial_objects():
 
 @pytest.fixture(scope="module")
 def checkpoint(work) -> Path:
-    from avdetect.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("avdetect-tiny").save_pretrained(work / "tiny")
+    return tiny_checkpoint(work / "tiny")
 
 
 def _calibrated(checkpoint: Path, folder: Path, domain) -> Path:

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from avdetect._version import __version__
-from avdetect.errors import (AVDetectError, ConfigError, MediaError, MediaNotFoundError, MediaTooLargeError,
+from avdetect.errors import (AVDetectError, MediaError, MediaNotFoundError, MediaTooLargeError,
                              ServeError)
 from avdetect.serve.config import ServeConfig
 from avdetect.serve.service import PathRefused, Service
@@ -66,21 +66,14 @@ class ApiError(Exception):
         self.status, self.message, self.error_type, self.headers = status, message, error_type, headers
 
 
+#: HTTP status per typed avdetect error, most specific first (the first match wins); others: 400.
+_STATUSES = ((MediaTooLargeError, 413), (MediaNotFoundError, 404), (MediaError, 422), (PathRefused, 403),
+             (ServeError, 503))
+
+
 def status_for(err: AVDetectError) -> int:
     """The HTTP status of a typed avdetect error."""
-    if isinstance(err, MediaTooLargeError):
-        return 413
-    if isinstance(err, MediaNotFoundError):
-        return 404
-    if isinstance(err, MediaError):
-        return 422
-    if isinstance(err, PathRefused):
-        return 403
-    if isinstance(err, ServeError):
-        return 503
-    if isinstance(err, ConfigError):
-        return 400
-    return 400
+    return next((status for kind, status in _STATUSES if isinstance(err, kind)), 400)
 
 
 def _error(status: int, message: str, error_type: str, headers: dict | None = None) -> JSONResponse:
