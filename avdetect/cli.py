@@ -197,6 +197,7 @@ def report_names(paths: list[str]) -> dict[str, str]:
     the file's stem; files sharing a stem (camera folders of ``VID_0001.mp4``) get their
     parent folder's name in front (``a__clip``, ``b__clip``), and any name still taken a
     ``-2``, ``-3`` suffix. Deterministic in the order given; no report overwrites another."""
+    import os
     from collections import Counter
     from pathlib import Path
 
@@ -204,7 +205,8 @@ def report_names(paths: list[str]) -> dict[str, str]:
     names, used = {}, set()
     for p in paths:
         q = Path(p)
-        base = q.stem if stems[q.stem] == 1 else "__".join([*q.resolve().parent.parts[-1:], q.stem])
+        # the folder as named (abspath, not resolve: a link is not followed, and a link loop is no crash)
+        base = q.stem if stems[q.stem] == 1 else "__".join([*Path(os.path.abspath(q)).parent.parts[-1:], q.stem])
         name, k = base, 2
         while name in used:
             name, k = f"{base}-{k}", k + 1
@@ -226,34 +228,30 @@ def _report_targets(args, path, several: bool, names: dict[str, str] | None = No
     return targets
 
 
-def _check_targets(args, several: bool) -> None:
+def _check_targets(args, several: bool, names: dict[str, str]) -> None:
     """Fail before any detection when a report target cannot be written: a file target that is
-    a folder, a folder target that is a file, or a place this process cannot create files in
-    (read-only mount, /proc, no permission). One line, exit 2; nothing is detected in vain."""
-    import tempfile
+    a folder, a device (``/dev/full``), a named pipe or a socket; a folder target that is a file;
+    a place this process cannot create files in (read-only mount, /proc, no permission); with
+    several inputs, a report name inside the folder that is taken by something other than a
+    regular file. One line, exit 2; nothing is detected in vain."""
     from pathlib import Path
 
     from avdetect.errors import ReportError
+    from avdetect.report.writers import check_target, refuse_special_file
 
     for fmt in ("json", "html", "vtt", "csv"):
         out = getattr(args, fmt)
         if out is None:
             continue
         p = Path(out)
-        if several and p.exists() and not p.is_dir():
+        if not several:
+            check_target(p, label=f"--{fmt}")
+            continue
+        if p.exists() and not p.is_dir():
             raise ReportError(f"--{fmt} must be a folder when several files are given (one report each)", p)
-        if not several and p.is_dir():
-            raise ReportError(f"--{fmt} is a folder; give a file name (or several input files)", p)
-        folder = p if several else p.parent
-        blocking = next((q for q in [folder, *folder.parents] if q.exists()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise ReportError(f"--{fmt}: {blocking} is a file, not a folder", p)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".avdetect-write-check-"):
-                pass
-        except OSError as err:
-            raise ReportError(f"--{fmt}: cannot create files in this folder ({err.strerror or err})", folder) from None
+        check_target(p, folder=True, label=f"--{fmt}")
+        for name in names.values():
+            refuse_special_file(p / f"{name}.{fmt}", f"--{fmt}")
 
 
 def _run_detect(args) -> int:
@@ -262,8 +260,8 @@ def _run_detect(args) -> int:
     from avdetect.report import write_reports
 
     several = len(args.files) > 1
-    _check_targets(args, several)
     names = report_names(list(args.files))
+    _check_targets(args, several, names)
     status = EXIT_OK
     # inspect every file first (container only, well under a second each): a broken file is
     # reported at once, without waiting for the model to load, and none is loaded if all are broken
@@ -310,12 +308,19 @@ def _args_scan(p: argparse.ArgumentParser) -> None:
 
 
 def _run_scan(args) -> int:
-    from avdetect.scan import scan
+    from avdetect.scan import ScanInterrupted, scan
 
     workers = args.workers if args.workers is not None else (None if args.engine == "ray" else 1)
-    s = scan(args.directory, args.out, workers=workers, checkpoint=args.checkpoint, device=args.device,
-             retry_failed=args.retry_failed, quiet=args.quiet, engine=args.engine, address=args.address,
-             ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **_detect_options(args))
+    try:
+        s = scan(args.directory, args.out, workers=workers, checkpoint=args.checkpoint, device=args.device,
+                 retry_failed=args.retry_failed, quiet=args.quiet, engine=args.engine, address=args.address,
+                 ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **_detect_options(args))
+    except ScanInterrupted as stop:
+        s = stop.summary
+        left = s.found - s.skipped - s.done
+        print(f"avdetect scan: interrupted after {s.seconds:.1f} s: {s.done} files done in this run, {left} left; "
+              f"the results so far are in {s.out}: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"scanned {s.found} files in {args.directory}: {s.skipped} already done, {s.done} processed "
           f"({s.ok} ok, {s.failed} failed, {s.fake} flagged fake) in {s.seconds:.1f} s -> {s.out}"
           + (f" ({s.worker_deaths} files re-queued after a worker died)" if s.worker_deaths else "")

@@ -26,6 +26,7 @@ is killed when the caller stops iterating early.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
@@ -33,6 +34,7 @@ import os
 import queue
 import re
 import select
+import stat
 import subprocess
 import tempfile
 import threading
@@ -282,7 +284,8 @@ def _classify_open_error(stderr: str, path: str) -> MediaError:
 _TB_RE = re.compile(r"^#tb (?P<i>\d+): (?P<n>\d+)/(?P<d>\d+)")
 #: How audio is turned into mono 16 kHz (decoding and inspection use the same arguments).
 #: ``first_pts=0`` pads a late-starting stream with silence so that t=0 is the container start.
-_AUDIO_FILTER_ARGS = ["-af", "aresample=async=1:first_pts=0", "-ac", "1", "-ar", str(SAMPLE_RATE)]
+_AUDIO_FILTER = "aresample=async=1:first_pts=0"
+_AUDIO_FILTER_ARGS = ["-af", _AUDIO_FILTER, "-ac", "1", "-ar", str(SAMPLE_RATE)]
 
 
 def _scan_streams(path: str, video_index: int | None, audio_index: int | None, timeout: float) -> tuple[dict, list[str]]:
@@ -293,22 +296,26 @@ def _scan_streams(path: str, video_index: int | None, audio_index: int | None, t
     :meth:`Media.audio` does it, so the measured sample count is the one decoding yields
     (packet timestamps of MP3/AAC are off by encoder delay and padding).
 
-    Returns ({input_index: {start, end, n_packets, vfr}}, error_lines).
+    Returns ({input_index: {start, end, n_packets, vfr}}, error_lines). Times are seconds from
+    the container start (ffmpeg shifts its output by the input's start time, so they are
+    relative already). The audio's start is its first packet's, from a stream copy beside the
+    decoded one: decoding pads a late start with silence, so the decoded audio always starts at 0.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path]
-    order: list[int] = []
+    outputs: list[tuple[int, str]] = []  # (input stream index, what the output stream is for)
     if video_index is not None:
         cmd += ["-map", f"0:{video_index}", "-c:v", "copy"]
-        order.append(video_index)
+        outputs.append((video_index, "video"))
     if audio_index is not None:
-        cmd += ["-map", f"0:{audio_index}", *_AUDIO_FILTER_ARGS, "-c:a", "pcm_f32le"]
-        order.append(audio_index)
+        cmd += ["-map", f"0:{audio_index}", "-filter:a:0", _AUDIO_FILTER, "-ac:a:0", "1", "-ar:a:0", str(SAMPLE_RATE),
+                "-c:a:0", "pcm_f32le", "-map", f"0:{audio_index}", "-c:a:1", "copy"]
+        outputs += [(audio_index, "audio"), (audio_index, "audio_packets")]
     cmd += ["-f", "framecrc", "-"]
     proc = _run(cmd, path, timeout)
     out = proc.stdout.decode("utf-8", "replace")
     timebase: dict[int, float] = {}
-    pts: dict[int, list[int]] = {k: [] for k in range(len(order))}
-    durs: dict[int, list[int]] = {k: [] for k in range(len(order))}
+    pts: dict[int, list[int]] = {k: [] for k in range(len(outputs))}
+    durs: dict[int, list[int]] = {k: [] for k in range(len(outputs))}
     for line in out.splitlines():
         if line.startswith("#"):
             m = _TB_RE.match(line)
@@ -325,26 +332,56 @@ def _scan_streams(path: str, video_index: int | None, audio_index: int | None, t
         if k in pts:
             pts[k].append(p)
             durs[k].append(d)
-    result = {}
-    for k, inp in enumerate(order):
+    result: dict[int, dict] = {}
+    for k, (inp, role) in enumerate(outputs):
         if not pts[k]:
             continue
         tb = timebase.get(k, 1.0)
+        if role == "audio_packets":
+            if inp in result:  # the decoded audio is what counts; its packets only say where it starts
+                result[inp]["start"] = max(0.0, float(min(pts[k]) * tb))
+            continue
         p = np.asarray(pts[k], dtype=np.int64)
         d = np.asarray(durs[k], dtype=np.int64)
         srt = np.argsort(p, kind="stable")
         p, d = p[srt], d[srt]
         last_dur = d[-1] if d[-1] > 0 else (np.median(np.diff(p)) if len(p) > 1 else 0)
         vfr = False
-        if inp == video_index and len(p) > 2:
+        if role == "video" and len(p) > 2:
             deltas = np.diff(p)
             deltas = deltas[deltas > 0]
             if len(deltas) > 1:
                 med = np.median(deltas)
                 vfr = bool(np.mean(np.abs(deltas - med) > 0.1 * med) > 0.05)
-        result[inp] = {"start": float(p[0] * tb), "end": float((p[-1] + last_dur) * tb), "n_packets": int(len(p)), "vfr": vfr}
+        start = float(p[0] * tb) if role == "video" else 0.0
+        result[inp] = {"start": start, "end": float((p[-1] + last_dur) * tb), "n_packets": int(len(p)), "vfr": vfr}
     errors = ffmpeg_lines(proc.stderr.decode("utf-8", "replace"))
     return result, errors
+
+
+#: Audio and video whose first packets are further apart than this (seconds) get a warning:
+#: encoders leave tens of milliseconds; a late stream is padded (silence, or the first frame).
+STREAM_START_TOLERANCE_S = 0.5
+
+
+def stream_start_gap(info) -> float | None:
+    """Seconds by which the audio stream starts after the video stream (negative: the video starts
+    later), from their first packets; None unless the file has both. ``info``: a
+    :class:`MediaInfo` or a :class:`Media`."""
+    v = next((s for s in info.streams if s.kind == "video"), None)
+    a = next((s for s in info.streams if s.kind == "audio"), None)
+    return None if v is None or a is None else a.start - v.start
+
+
+def stream_start_warning(info) -> str | None:
+    """A warning when the audio and video start more than :data:`STREAM_START_TOLERANCE_S` apart
+    (the later stream is padded at its start, so the two cannot be compared there); else None."""
+    gap = stream_start_gap(info)
+    if gap is None or abs(gap) <= STREAM_START_TOLERANCE_S:
+        return None
+    late, early, pad = ("audio", "video", "silence") if gap > 0 else ("video", "audio", "its first frame repeated")
+    return (f"the {late} starts {abs(gap):.2f} s after the {early}: its first {abs(gap):.2f} s are {pad}, so "
+            "audio-visual sync cannot be judged there")
 
 
 def _working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -365,16 +402,38 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _regular_file_size(path: str) -> int:
+    """The size of the regular file at ``path`` (symbolic links followed), or a one-line
+    :class:`MediaError` saying what is there instead: nothing, a dangling or looping symbolic
+    link, a folder, a named pipe (never opened: that would block), a device. Only ``stat``."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise MediaNotFoundError(f"no such file: a dangling symbolic link (to {os.readlink(path)})", path) from None
+        raise MediaNotFoundError("no such file", path) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise MediaNotFoundError("a symbolic link loop (ELOOP: too many levels of symbolic links)", path) from None
+        if isinstance(err, PermissionError):
+            raise MediaError("permission denied", path) from None
+        raise MediaNotFoundError(f"cannot be read ({err.strerror or err})", path) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "not a regular file")
+        raise MediaNotFoundError(f"not a regular file ({kind})", path)
+    return st.st_size
+
+
 # ---------------------------------------------------------------------------------------
 def inspect_media(path: str | os.PathLike, max_side: int = DECODE_MAX_SIDE, max_duration: float | None = None) -> MediaInfo:
     """Read the facts of a media file without decoding it. Raises a :class:`MediaError` subclass."""
     p = Path(path)
     spath = str(p)
-    if not p.exists():
-        raise MediaNotFoundError("no such file", spath)
-    if not p.is_file():
-        raise MediaNotFoundError("not a regular file", spath)
-    size = p.stat().st_size
+    size = _regular_file_size(spath)
     if size == 0:
         raise NotMediaError("empty file (0 bytes)", spath)
     if not os.access(spath, os.R_OK):
@@ -414,10 +473,10 @@ def inspect_media(path: str | os.PathLike, max_side: int = DECODE_MAX_SIDE, max_
         streams.append(
             StreamInfo(
                 index=s["index"], kind=s["kind"], codec=s["codec"], description=s["description"],
-                # video timestamps are the container's (encoder priming can make them negative);
-                # audio was measured after decoding, already relative to the container start
-                start=max(0.0, m["start"] - (head.start if s is video_decl else 0.0)),
-                end=max(0.0, m["end"] - (head.start if s is video_decl else 0.0)), n_packets=m["n_packets"],
+                # relative to the container start already (ffmpeg shifts its output by the input's
+                # start time: subtracting head.start again cut 1.4 s off every MPEG-TS video);
+                # encoder priming can make a first timestamp negative
+                start=max(0.0, m["start"]), end=max(0.0, m["end"]), n_packets=m["n_packets"],
                 width=s.get("width", 0), height=s.get("height", 0), fps=s.get("fps", 0.0), rotation=s.get("rotation", 0),
                 sar=s.get("sar", 1.0), variable_frame_rate=m["vfr"] if s["kind"] == "video" else False,
                 sample_rate=s.get("sample_rate", 0), channels=s.get("channels", 0),
@@ -429,7 +488,10 @@ def inspect_media(path: str | os.PathLike, max_side: int = DECODE_MAX_SIDE, max_
         raise CorruptMediaError("no stream holds decodable data" + (f" ({scan_errors[0]})" if scan_errors else ""), spath)
 
     measured_end = max(s.end for s in streams)
-    if head.duration is not None and head.duration > 1.0 and measured_end < 0.9 * head.duration - 0.5:
+    # some containers (Matroska) declare the last timestamp as the duration, others the length:
+    # with a start offset, only data that falls short of both is truncated
+    if head.duration is not None and head.duration > 1.0 \
+            and measured_end + max(0.0, head.start) < 0.9 * head.duration - 0.5:
         raise CorruptMediaError(
             f"truncated: the header says {head.duration:.2f} s but the data ends at {measured_end:.2f} s"
             + (f" ({scan_errors[0]})" if scan_errors else ""),
@@ -452,8 +514,8 @@ def inspect_media(path: str | os.PathLike, max_side: int = DECODE_MAX_SIDE, max_
         source_size = (disp_w, disp_h)
         working = _working_size(disp_w, disp_h, max_side)
         n_frames = max(1, n_frames_for_duration(video.end))
-        if video.variable_frame_rate:
-            warnings.append("variable frame rate: resampled onto the constant 25 fps grid")
+        # variable frame rate is a fact (info.variable_frame_rate), not a warning here: the report
+        # states it once, from that fact (verdict.quality_warnings)
     n_samples = n_samples_for_duration(audio.end) if audio is not None else 0
     return MediaInfo(
         path=str(p.resolve()), size_bytes=size, container=head.container, duration=duration,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from avdetect._version import __version__
-from avdetect.media import load_media
+from avdetect.media import load_media, stream_start_warning
 
 
 def probe(path, faces: bool = True, backend: str = "auto", max_side: int | None = None) -> dict:
@@ -30,7 +30,7 @@ def probe(path, faces: bool = True, backend: str = "auto", max_side: int | None 
         "video": None,
         "audio": None,
         "tags": info.tags,
-        "warnings": list(info.warnings),
+        "warnings": list(info.warnings) + [w for w in [stream_start_warning(info)] if w],
     }
     if info.has_video:
         v = next(s for s in info.streams if s.kind == "video")

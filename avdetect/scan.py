@@ -8,7 +8,10 @@ Each file gets exactly one line, written (and flushed to disk) as soon as it is 
 ``{"file": ..., "status": "error", "error_type": ..., "error": <one line>}``. One failure never
 stops the scan. Running the same scan again skips every file that already has a line (failed
 ones too, unless ``retry_failed``), so a scan killed at any point resumes without redoing or
-losing work; a line cut short by the kill is ignored (and its file redone).
+losing work; a line cut short by the kill is ignored (and its file redone). Ctrl-C (SIGINT)
+stops a scan at once, workers and files in flight included, with every finished line kept
+(:class:`ScanInterrupted`). The results file must be a regular file (or not exist yet): a
+device, a named pipe or a folder is refused before anything is read or run.
 
 **Inputs**: a folder (searched recursively; lines are keyed by the path relative to it) or a
 list file of paths or ``file://`` URIs, one per line (``#`` comments and blank lines skipped;
@@ -68,6 +71,16 @@ class ScanSummary:
         return self.__dict__.copy()
 
 
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a scan. Every file finished before it has its line in the results
+    file (the files in flight have none, and are done by the next run of the same scan);
+    ``summary`` is the :class:`ScanSummary` so far."""
+
+    def __init__(self, summary: ScanSummary):
+        super().__init__(f"scan interrupted after {summary.done} files")
+        self.summary = summary
+
+
 def find_media(directory: str | Path, unreadable: list[str] | None = None) -> list[Path]:
     """Media files under ``directory`` (recursive, by extension; symbolic links to folders are
     not followed, so a link loop cannot hang the scan), sorted. Folders that cannot be read
@@ -121,20 +134,41 @@ def list_inputs(source: str | Path, unreadable: list[str] | None = None) -> list
     return list(items.items())
 
 
+#: Longest results line read back (a report with per-frame tracks of an hour of video is a few MB):
+#: a longer one means the file is not a results file, and reading it whole could fill memory.
+MAX_RESULT_LINE_BYTES = 64 << 20
+
+
 def read_results(out: str | Path) -> dict[str, dict]:
-    """``{file: record}`` of the complete lines of a results file (later lines win)."""
+    """``{file: record}`` of the complete lines of a results file (later lines win). Only a
+    regular file is read, and in lines of at most :data:`MAX_RESULT_LINE_BYTES`: a device
+    (``/dev/zero`` never ends a line), a named pipe (blocks), a folder or a file that is not
+    JSON lines (a video given as ``--out`` by mistake) is a :class:`~avdetect.errors.ScanError`,
+    never read into memory nor appended to."""
+    from avdetect.report.writers import refuse_special_file
+
     p = Path(out)
+    refuse_special_file(p, "the results file", ScanError)
     records: dict[str, dict] = {}
     if not p.exists():
         return records
-    with p.open("r", encoding="utf-8") as fh:
-        for k, line in enumerate(fh, start=1):
-            if not line.endswith("\n"):
+    with p.open("rb") as fh:
+        k = 0
+        while True:
+            raw = fh.readline(MAX_RESULT_LINE_BYTES + 1)
+            if not raw:
+                break
+            k += 1
+            if k == 1 and not raw.lstrip().startswith(b"{"):
+                raise ScanError("is not a scan results file (JSON lines); give a new file or an earlier results file", p)
+            if len(raw) > MAX_RESULT_LINE_BYTES:
+                raise ScanError(f"line {k} is longer than {MAX_RESULT_LINE_BYTES >> 20} MiB: not a scan results file", p)
+            if not raw.endswith(b"\n"):
                 log.warning("%s: line %d is incomplete (interrupted write); its file will be redone", p, k)
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 log.warning("%s: line %d is not JSON; ignored", p, k)
                 continue
             if isinstance(rec, dict) and "file" in rec:
@@ -196,7 +230,18 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _pool_worker_init(parent_pid: int, checkpoint, device, options: dict, threads: int) -> None:
-    """Initialiser of the local pool's workers: die with the scan, then load the detector."""
+    """Initialiser of the local pool's workers: die with the scan and leave Ctrl-C to it (the
+    parent stops the workers; a SIGINT sent to the whole group would otherwise print a
+    traceback per worker), then load the detector."""
+    import signal
+    import threading
+
+    from tqdm import tqdm
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock is a named multiprocessing semaphore: one left by a killed worker makes
+    # the resource tracker warn at exit; workers draw no bars, a thread lock is enough
+    tqdm.set_lock(threading.RLock())
     _die_with_parent(parent_pid)
     _worker_init(checkpoint, device, options, threads)
 
@@ -222,9 +267,16 @@ class _Writer:
     """Appends one JSON line per record, flushed and synced, after repairing a cut last line."""
 
     def __init__(self, out: Path):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = out.exists() and out.stat().st_size > 0 and not out.read_bytes()[-1:] == b"\n"
-        self.fh = out.open("a", encoding="utf-8")
+        needs_newline = False
+        try:
+            size = out.stat().st_size if out.exists() else 0
+            if size:
+                with out.open("rb") as fh:  # only the last byte is read, however long the file
+                    fh.seek(size - 1)
+                    needs_newline = fh.read(1) != b"\n"
+            self.fh = out.open("a", encoding="utf-8")
+        except OSError as err:
+            raise ScanError(f"cannot write the results file ({err.strerror or err})", out) from None
         if needs_newline:  # a line cut by a kill: end it, so the next record starts clean
             self.fh.write("\n")
 
@@ -255,11 +307,15 @@ def scan(directory: str | Path, out: str | Path, workers: int | None = 1, checkp
         raise ConfigError("a loaded detector can only be used with the local engine")
     if address is not None and engine != "ray":
         raise ConfigError("an address is for the ray engine (--engine ray)")
+    from avdetect.report.writers import check_target, refuse_special_file
+
     t_start = time.perf_counter()
+    # the results file first: a device, a FIFO or a folder given as --out is refused before anything is read
+    out = check_target(out, label="the results file", error=ScanError)
+    refuse_special_file(_ResultsLock.path_for(out), "the results file's lock", ScanError)
     root = Path(directory)
     unreadable: list[str] = []
     files = list_inputs(root, unreadable)
-    out = Path(out)
     lock = _ResultsLock(out)  # before reading: two scans must not both see the same files as to do
     try:
         return _scan_locked(root, files, unreadable, out, t_start, workers=workers, checkpoint=checkpoint, device=device,
@@ -274,12 +330,20 @@ class _ResultsLock:
     ``.lock`` file beside it, released by the kernel when the process dies): a second scan on
     the same results file is refused with the first one's pid instead of doing every file twice."""
 
+    @staticmethod
+    def path_for(out: Path) -> Path:
+        return out.with_name(out.name + ".lock")
+
     def __init__(self, out: Path):
         import fcntl
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = out.with_name(out.name + ".lock")
-        self.fh = self.path.open("a+", encoding="utf-8")
+        self.path = self.path_for(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = self.path.open("a+", encoding="utf-8")
+        except OSError as err:
+            raise ScanError(f"cannot create the lock file beside the results file ({err.strerror or err})",
+                            self.path) from None
         try:
             fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -343,6 +407,8 @@ def _scan_locked(root: Path, files, unreadable: list[str], out: Path, t_start: f
         else:
             _run_pool(todo, take, summary, out, workers=workers, checkpoint=checkpoint, device=device,
                       options=options, detector=detector)
+    except KeyboardInterrupt:
+        raise ScanInterrupted(summary) from None
     finally:
         bar.close()
         writer.close()
@@ -365,8 +431,9 @@ def _run_pool(todo, take, summary: ScanSummary, out: Path, *, workers: int, chec
     ctx = mp.get_context("spawn")
     ckpt = None if checkpoint is None else str(checkpoint)
     # workers are started from this (the calling) thread and die with this process (_die_with_parent)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_worker_init,
-                             initargs=(os.getpid(), ckpt, device, options, 1)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_worker_init,
+                               initargs=(os.getpid(), ckpt, device, options, 1))
+    try:
         futures = [pool.submit(_worker_run, rel, str(p)) for rel, p in todo]
         try:
             for fut in as_completed(futures):
@@ -376,6 +443,24 @@ def _run_pool(todo, take, summary: ScanSummary, out: Path, *, workers: int, chec
             raise ScanError(f"a worker process died ({err}); {summary.done} results were written, "
                             f"{len(todo) - summary.done} files are left: run the same command again to "
                             "resume (or with --workers 1 to find the file that crashes)", out) from None
+    except BaseException:
+        # Ctrl-C or an error: waiting for the files in flight (shutdown's default) would take as long
+        # as the slowest of them; they have no line yet, so the next run does them
+        _stop_pool(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_pool(pool) -> None:
+    """Stop a process pool now: queued files are cancelled and the workers killed."""
+    # the executor keeps its worker processes in `_processes` (CPython 3.10-3.13); the public
+    # shutdown() can only wait for them or leave them running
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
 
 
 def _one_line(err: BaseException) -> str:

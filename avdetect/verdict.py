@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avdetect.domain import DomainFacts, check_domain
+from avdetect.media import stream_start_warning
 from avdetect.report.model import ModalityResult, QualityWarning, VerdictReason
 
 MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was trained with
@@ -180,8 +181,8 @@ def explain(decision: Verdict, p_fake: float, threshold: float, visual: Modality
 
 def quality_warnings(info, coverage: float, visual_ok: bool, face_track, min_clip_s: float = MIN_CLIP_S) -> list[QualityWarning]:
     """Warnings about the input (no audio, no or partial face, short, low resolution, small face,
-    variable frame rate, the decoder's own warnings). ``face_track``: the tracker's last
-    :class:`FaceTrack` (its ``faces`` summaries), or None."""
+    variable frame rate, audio and video starting apart, the decoder's own warnings).
+    ``face_track``: the tracker's last :class:`FaceTrack` (its ``faces`` summaries), or None."""
     has_video, has_audio = bool(info.has_video), bool(info.has_audio)
     w: list[QualityWarning] = []
     if not has_audio:
@@ -212,6 +213,9 @@ def quality_warnings(info, coverage: float, visual_ok: bool, face_track, min_cli
         if info.variable_frame_rate:
             w.append(QualityWarning("variable_frame_rate", "variable frame rate: frames were resampled onto a "
                                                            "constant 25 fps grid"))
+    gap = stream_start_warning(info)
+    if gap:
+        w.append(QualityWarning("stream_start_offset", gap))
     for text in info.warnings:
         w.append(QualityWarning("media", text))
     return w

@@ -222,6 +222,25 @@ def test_no_audio(detector, fake_clip, work):
     validate_report(r.to_dict())
 
 
+def test_vfr_is_said_once_and_a_late_audio_start_is_warned(detector, fake_clip, work):
+    """A variable-frame-rate file was warned about twice (the media warning and the report's
+    own); audio starting 1.5 s after the video was not warned about at all."""
+    src = work / "vfr_late.mp4"
+    run_ffmpeg("-t", "4", "-i", str(fake_clip[0]), "-itsoffset", "1.5", "-t", "2.5", "-i", str(fake_clip[0]),
+               "-map", "0:v", "-map", "1:a", "-vf", "setpts='if(lt(N,50),N/25,2+(N-50)/12.5)/TB'", "-fps_mode", "vfr",
+               "-c:v", "libx264", "-c:a", "aac", str(src))
+    d = detector.detect(src, thumbnails=False).to_dict()
+    vfr = [w["code"] for w in d["warnings"] if "variable frame rate" in w["message"]]
+    assert vfr == ["variable_frame_rate"], d["warnings"]
+    assert sum("variable frame rate" in m for m in d["provenance"]["media_warnings"]) == 1
+    assert not any("variable frame rate" in e["explanation"] and "decoder noted" in e["explanation"]
+                   for e in d["evidence"])
+    late = [w["message"] for w in d["warnings"] if w["code"] == "stream_start_offset"]
+    assert len(late) == 1 and late[0].startswith(("the audio starts 1.4", "the audio starts 1.5")), late
+    sync = [e for e in d["evidence"] if "audio_start_minus_video_start_s" in (e.get("value") or {})]
+    assert sync and abs(sync[0]["value"]["audio_start_minus_video_start_s"] - 1.5) < 0.1  # was 0: never measured
+
+
 def test_no_face_low_resolution(detector, work):
     src = work / "noface.mp4"
     run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3", "-f", "lavfi", "-i",
@@ -600,6 +619,57 @@ def test_cli_scan_survives_kill(checkpoint, fake_clip, work, capsys):
     assert f"{len(first)} already done" in capsys.readouterr().out
     files = [x["file"] for x in _lines_tolerant(out)]
     assert sorted(files) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]  # each exactly once
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_cli_scan_ctrl_c_stops_at_once_and_keeps_its_results(checkpoint, fake_clip, work, capsys, to):
+    """Ctrl-C while a worker is busy on a long file. ``group``: SIGINT to the whole process group,
+    as a terminal sends it (each worker printed a traceback); ``parent``: to the scan alone (it
+    waited for the files in flight, 20 s and more). Now: exit 130 within seconds, one line; the
+    finished files keep their lines, the one in flight has none, and the same command resumes."""
+    long = work / "long.mp4"  # 4.5 minutes of the clip, stream-copied (instant): a worker is busy on it for long
+    if not long.exists():
+        run_ffmpeg("-stream_loop", "44", "-i", str(fake_clip[0]), "-c", "copy", str(long))
+    folder = work / f"ctrl_c_{to}"
+    folder.mkdir()
+    (folder / "a_long.mp4").symlink_to(long)  # first in line
+    run_ffmpeg("-t", "2", "-i", str(fake_clip[0]), "-c", "copy", str(folder / "b.mp4"))
+    (folder / "c_bad.mp4").write_text("garbage")
+    out = work / f"ctrl_c_{to}.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "avdetect", "-q", "scan", str(folder), "--out", str(out),
+                             "--workers", "2", "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and out.read_text().count("\n") >= 1:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the scan ended before it could be interrupted"
+        t0 = time.time()
+        (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)
+        _stdout, stderr = proc.communicate(timeout=120)
+        took = time.time() - t0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever failed, leave no worker behind
+        proc.wait()
+    assert proc.returncode == 130, stderr
+    assert took < 6, f"took {took:.1f} s to stop"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avdetect scan: interrupted after "), lines
+    assert "run the same command again to resume" in lines[0]
+    first = [r["file"] for r in _lines(out)]  # every line whole
+    assert 1 <= len(first) <= 2 and "a_long.mp4" not in first
+    if to == "parent":
+        return  # resuming is the same either way: checked once
+    (folder / "a_long.mp4").unlink()  # the rest of the resumed scan, without the long file
+    from avdetect.cli import main
+
+    assert main(["-q", "scan", str(folder), "--out", str(out), "--checkpoint", str(checkpoint), "--no-forensics"]) == 0
+    assert f"{len(first)} already done" in capsys.readouterr().out
+    assert sorted(r["file"] for r in _lines(out)) == ["b.mp4", "c_bad.mp4"]  # each exactly once
 
 
 def test_cli_demo(checkpoint, work, capsys):

@@ -125,6 +125,46 @@ def test_late_starting_audio_is_padded_at_start(tmp_path):
     assert np.abs(a[int(0.6 * 16000) : int(1.0 * 16000)]).max() > 0.1
 
 
+@pytest.mark.parametrize("late", ["audio", "video"])
+def test_a_late_stream_is_measured_and_warned(tmp_path, late):
+    """A stream that starts 3 s after the other (by its timestamps, not silence in its data) is
+    measured from its first packet (decoding pads it, so the decoded audio always starts at 0) and
+    warned about, in the report's warnings and in probe; streams starting together are not."""
+    from avdetect.media import stream_start_gap, stream_start_warning
+    from avdetect.verdict import quality_warnings
+
+    v = ["-f", "lavfi", "-i", TESTSRC.format(w=64, h=48, r=25, d=5 if late == "audio" else 2)]
+    a = ["-f", "lavfi", "-i", SINE.format(sr=16000, d=2 if late == "audio" else 5)]
+    inputs = v + ["-itsoffset", "3"] + a if late == "audio" else ["-itsoffset", "3"] + v + a
+    m = load_media(_make(tmp_path, "late.mp4", *inputs, "-c:v", "libx264", "-c:a", "aac"))
+    gap = stream_start_gap(m)
+    assert abs(abs(gap) - 3.0) < 0.1 and (gap > 0) == (late == "audio")
+    assert abs(m.duration - 5.0) < 0.1 and abs(m.n_frames - 125) <= 2
+    text = stream_start_warning(m)
+    assert text.startswith((f"the {late} starts 2.9", f"the {late} starts 3.0"))
+    codes = [w.code for w in quality_warnings(m.info, 1.0, True, None)]
+    assert codes.count("stream_start_offset") == 1
+    from avdetect.probe import probe
+
+    assert text in probe(m.path, faces=False)["warnings"]
+    together = load_media(_make(tmp_path, "together.mp4", *v, *a, "-c:v", "libx264", "-c:a", "aac", "-shortest"))
+    assert abs(stream_start_gap(together)) < 0.1 and stream_start_warning(together) is None
+    assert "stream_start_offset" not in [w.code for w in quality_warnings(together.info, 1.0, True, None)]
+
+
+def test_container_start_offset_is_not_cut_off(tmp_path):
+    """MPEG-TS starts its clock at 1.4 s and Matroska can start anywhere: the times of the streams
+    are from the container start, so the video keeps its full length (it used to lose the offset
+    at its end), and a Matroska file with a start offset is not taken for a truncated one."""
+    src = _make(tmp_path, "src.mp4", "-f", "lavfi", "-i", TESTSRC.format(w=64, h=48, r=25, d=4), "-f", "lavfi", "-i",
+                SINE.format(sr=16000, d=4), "-c:v", "libx264", "-c:a", "aac", "-shortest")
+    for name, extra in (("clip.ts", []), ("clip.mkv", ["-output_ts_offset", "2"])):
+        m = load_media(_make(tmp_path, name, "-i", str(src), "-c", "copy", *extra))
+        video = next(s for s in m.streams if s.kind == "video")
+        assert abs(video.start) < 0.1 and abs(video.end - 4.0) < 0.1, (name, video)
+        assert abs(m.n_frames - 100) <= 2 and abs(m.duration - 4.0) < 0.1
+
+
 def test_vfr_is_resampled_onto_the_grid(tmp_path):
     """Frames carry their source index as brightness; the grid frame at time t shows the
     source frame on screen at t (60 frames at 30 fps, then 30 frames at 10 fps)."""
@@ -134,7 +174,12 @@ def test_vfr_is_resampled_onto_the_grid(tmp_path):
                "-fps_mode", "vfr", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(p))
     m = load_media(p)
     assert m.variable_frame_rate
-    assert any("variable frame rate" in w for w in m.warnings)
+    # a fact, not a media warning: the report's warnings state it once, from the fact
+    assert not any("variable frame rate" in w for w in m.warnings)
+    from avdetect.verdict import quality_warnings
+
+    said = [w.code for w in quality_warnings(m.info, 1.0, True, None) if "variable frame rate" in w.message]
+    assert said == ["variable_frame_rate"]
     # the last frame starts at 4.9 s; its duration is whatever the muxer wrote
     assert 4.9 < m.duration <= 5.01
     frames = m.read_frames()
@@ -194,6 +239,31 @@ def test_missing_file(tmp_path):
         load_media(tmp_path / "nope.mp4")
     with pytest.raises(MediaNotFoundError, match="not a regular file"):
         load_media(tmp_path)
+
+
+def test_links_and_special_files_are_named(tmp_path):
+    """A symbolic link loop, a dangling link, a named pipe (never opened: that would block) and a
+    device are each one line saying what they are, not "no such file" for all."""
+    import os
+
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(tmp_path / "loop2.mp4")
+    (tmp_path / "loop2.mp4").symlink_to(loop)
+    with pytest.raises(MediaNotFoundError, match=r"symbolic link loop \(ELOOP"):
+        load_media(loop)
+    dangling = tmp_path / "dangling.mp4"
+    dangling.symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(MediaNotFoundError, match="no such file: a dangling symbolic link"):
+        load_media(dangling)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    with pytest.raises(MediaNotFoundError, match=r"not a regular file \(a named pipe"):
+        load_media(fifo)
+    assert time.perf_counter() - t0 < 5
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(MediaNotFoundError, match=r"not a regular file \(a character device\)"):
+            load_media("/dev/zero")
 
 
 def test_empty_file(tmp_path):

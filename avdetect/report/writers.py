@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import csv as _csv
+import errno
 import io
 import json
 import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from avdetect.errors import AVDetectError, ReportError
 from avdetect.timegrid import format_timestamp
 
 CSV_COLUMNS = ("file", "start_s", "end_s", "score", "modality", "visual_score", "audio_score")
@@ -88,16 +92,89 @@ _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by s
 os.umask(_UMASK)
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def path_kind(path: str | Path) -> str | None:
+    """What is at ``path``, symbolic links followed: None when nothing is there, ``"file"`` for a
+    regular file, else its kind in words (``"a folder"``, ``"a character device"``, ``"a named
+    pipe (FIFO)"``, ...). Only ``stat`` is called: nothing is opened, so a device or a FIFO is
+    neither read nor blocked on. An :class:`OSError` other than "not there" (a symbolic link
+    loop, permission denied) propagates."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return "file"
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def os_reason(err: OSError) -> str:
+    """An OSError's reason in a few words (a symbolic link loop named as such)."""
+    if err.errno == errno.ELOOP:
+        return "a symbolic link loop (ELOOP: too many levels of symbolic links)"
+    return err.strerror or str(err)
+
+
+def refuse_special_file(path: str | Path, label: str = "", error: type[AVDetectError] = ReportError) -> None:
+    """Raise ``error`` when a file target exists and is not a regular file: a folder, a device
+    (``/dev/full``, ``/dev/zero``), a named pipe or a socket would swallow the output, block, fill
+    memory when read back, or be replaced by a rename. ``label`` (e.g. ``"--json"``) starts the
+    message."""
+    p = Path(path)
+    label = f"{label} " if label else ""
+    try:
+        kind = path_kind(p)
+    except OSError as err:
+        raise error(f"{label}cannot be used as an output ({os_reason(err)})", p) from None
+    if kind == "a folder":
+        raise error(f"{label}is a folder; give a file name", p)
+    if kind not in (None, "file"):
+        raise error(f"{label}is {kind}, not a regular file; give a file name", p)
+
+
+def check_target(path: str | Path, *, folder: bool = False, label: str = "",
+                 error: type[AVDetectError] = ReportError) -> Path:
+    """Fail at once (before any work is done for it) when an output cannot be written to ``path``:
+    a file target (``folder=False``) that exists and is not a regular file (a folder, a device
+    such as ``/dev/full``, a named pipe, a socket), a folder target (``folder=True``) that is not
+    a folder, a folder above that is a file, or a folder in which this process cannot create
+    files (read-only mount, ``/proc``, no permission). Creates the missing folders. Raises
+    ``error`` (one line naming the path; ``label``, e.g. ``"--json"``, starts the message);
+    returns ``path`` as a :class:`Path`."""
+    p = Path(path)
+    if not folder:
+        refuse_special_file(p, label, error)
+    label = f"{label} " if label else ""
+    where = p if folder else p.parent
+    for q in [where, *where.parents]:  # the nearest thing that exists must be a folder
+        try:
+            kind = path_kind(q)
+        except OSError as err:
+            raise error(f"{label}cannot be used as an output ({q}: {os_reason(err)})", p) from None
+        if kind is not None:
+            if kind != "a folder":
+                raise error(f"{label}cannot be created: {q} is {'a file' if kind == 'file' else kind}, not a folder", p)
+            break
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".avdetect-write-check-"):
+            pass
+    except OSError as err:
+        raise error(f"{label}cannot create files in this folder ({os_reason(err)})", where) from None
+    return p
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` all or nothing: into a temporary file in the same
     folder, flushed to disk, then renamed over ``path``. A full disk, a size limit or a kill
     leaves the previous file (or none) and no partial one; the failure is a one-line
-    :class:`~avdetect.errors.ReportError`."""
-    import tempfile
-
-    from avdetect.errors import ReportError
-
+    :class:`~avdetect.errors.ReportError`. A ``path`` that exists and is not a regular file (a
+    folder, ``/dev/full``, a named pipe) is refused: nothing is written there."""
     p = Path(path)
+    refuse_special_file(p)  # never rename over a device, a FIFO or a socket
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".part")
