@@ -76,7 +76,11 @@ class DetectOptions:
     thumbnails: decode one face thumbnail per flagged segment.
     forensics: run the training-free evidence (:func:`avdetect.forensics.analyze`).
     audio_chunk_s: seconds of audio decoded at a time.
-    prefetch: track faces in a background thread, one window ahead of the model (two cores busy).
+    prefetch: where faces are tracked while the model runs: ``"process"`` (default: a child
+        process, beside the model on another core), ``"thread"`` or ``"none"`` (in line); the
+        results are the same (:func:`avdetect.sources._face_chunks`).
+    threads: torch CPU threads for the model, set when a detection starts (None: leave torch's
+        setting; the command line passes :func:`default_threads`).
     """
 
     threshold: float = 0.5
@@ -92,7 +96,8 @@ class DetectOptions:
     thumbnails: bool = True
     forensics: bool = True
     audio_chunk_s: float = 60.0
-    prefetch: bool = True
+    prefetch: str = "process"
+    threads: int | None = None
 
     def validate(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -103,8 +108,34 @@ class DetectOptions:
             raise ConfigError(f"hop must be >= 1 frame, got {self.hop}")
         if self.max_side < 64:
             raise ConfigError(f"max_side must be >= 64 pixels, got {self.max_side}")
+        from avdetect.sources import PREFETCH_MODES
+
+        if self.prefetch not in PREFETCH_MODES:
+            raise ConfigError(f"prefetch must be one of {', '.join(PREFETCH_MODES)}, got {self.prefetch!r}")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ConfigError(f"threads must be 1..1024, got {self.threads}")
         if self.audio_chunk_s < 1.0:
             raise ConfigError(f"audio_chunk_s must be >= 1 s, got {self.audio_chunk_s}")
+
+
+#: Most torch threads :func:`default_threads` gives (more do not help a model this size).
+MAX_DEFAULT_THREADS = 8
+
+
+def default_threads() -> int:
+    """Torch threads for the model on this machine now: the cores this process may use, less
+    one for the face tracker's process and less those the load average says are busy, between
+    1 and :data:`MAX_DEFAULT_THREADS`. On a 2-core machine that is 1 (measured: torch's default
+    of 2 there fights the face tracker and ffmpeg, and on a busy machine ran the model 8x slower)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:  # load average not available
+        busy = 0
+    return max(1, min(MAX_DEFAULT_THREADS, cores - 1 - busy))
 
 
 class _StageClock:
@@ -126,19 +157,59 @@ def _sha256_or_none(path: Path) -> str:
     return sha256_file(path) if path.is_file() else "none"
 
 
+class _BackgroundLoad:
+    """``AVDetector.from_pretrained`` in a thread (importing torch and transformers takes seconds
+    of one core: face tracking, in its own process, starts meanwhile); :meth:`get` waits for it
+    and raises what the load raised."""
+
+    def __init__(self, path: Path, device: str | None):
+        import threading
+
+        self._out: tuple | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path, device), name="avdetect-load", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path, device: str | None) -> None:
+        try:
+            self._out = _load_model(path, device)
+        except BaseException as err:  # raised in the caller by get()
+            self._error = err
+
+    def get(self) -> tuple:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out
+
+
+def _load_model(path: Path, device: str | None) -> tuple:
+    import torch
+
+    from avdetect.models import AVDetector
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return AVDetector.from_pretrained(path, map_location=device), device
+
+
 class Detector:
     """A loaded model plus detection options: load once with :meth:`from_pretrained`, call
     :meth:`detect` on many files."""
 
     def __init__(self, model, checkpoint: str | Path = "(in memory)", device: str | None = None,
                  options: DetectOptions | None = None, weights_sha256: str | None = None,
-                 checkpoint_warning: str | None = None, domain: Domain | None = None):
-        import torch
-
+                 checkpoint_warning: str | None = None, domain: Domain | None = None, config=None):
         self.checkpoint_warning = checkpoint_warning  # carried into every report's warnings
         self.domain = domain or Domain()  # what the checkpoint's training covered (verdict rule)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(self.device).eval()
+        self._loading = model if isinstance(model, _BackgroundLoad) else None
+        self._model = self._device = None
+        if self._loading is None:
+            import torch
+
+            self._device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self._model = model.to(self._device).eval()
+            config = model.config
+        self.config = config  # the model's DetectorConfig, known before a background load ends
         self.checkpoint = str(checkpoint)
         self.options = options or DetectOptions()
         self.options.validate()
@@ -147,25 +218,44 @@ class Detector:
             weights_sha256 = _sha256_or_none(p / "model.safetensors" if p.is_dir() else p)
         self.weights_sha256 = weights_sha256
 
+    def _wait(self) -> None:
+        if self._model is None:
+            model, self._device = self._loading.get()
+            self._model = model.eval()
+
+    @property
+    def model(self):
+        """The :class:`~avdetect.models.AVDetector` (waits for a background load to end)."""
+        self._wait()
+        return self._model
+
+    @property
+    def device(self) -> str:
+        self._wait()
+        return self._device
+
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | None = None, device: str | None = None,
-                        options: DetectOptions | None = None, **option_overrides) -> "Detector":
+                        options: DetectOptions | None = None, background: bool = False,
+                        **option_overrides) -> "Detector":
         """Load a checkpoint folder (``model.safetensors`` + ``config.json``), or a shipped
         checkpoint by name (e.g. ``"avdetect-small-synth"``, see :func:`resolve_checkpoint`); None:
         the default. Its ``calibration.json`` (:func:`read_calibration`) sets the threshold, the
         caveat and the :class:`~avdetect.domain.Domain` the verdict rule checks files against.
 
+        ``background=True`` returns at once, the weights loading in a thread (the command line
+        does this: the first file's faces are tracked meanwhile); a broken checkpoint then
+        raises on the first use of :attr:`model` (the first :meth:`detect`). The config, the
+        calibration and the options are checked at once either way.
+
         Raises :class:`CheckpointNotFoundError` when the folder is missing (for the default
         checkpoint, with how to get it) and :class:`CheckpointError` for broken checkpoints.
         """
-        import torch
-
-        from avdetect.models import AVDetector
+        from avdetect.models.config import read_checkpoint_config
 
         path = resolve_checkpoint(checkpoint)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AVDetector.from_pretrained(path, map_location=device)
         folder = path.parent if path.is_file() else path
+        config = read_checkpoint_config(folder)
         opts = options or DetectOptions()
         calibration = read_calibration(folder)
         if options is None and "threshold" not in option_overrides and calibration is not None:
@@ -173,14 +263,19 @@ class Detector:
                            real_below=calibration.get("real_below"))
         if option_overrides:
             opts = replace(opts, **option_overrides)
+        opts.validate()
+        if background:
+            model = _BackgroundLoad(path, device)
+        else:
+            model, device = _load_model(path, device)
         return cls(model, checkpoint=folder, device=device, options=opts,
                    weights_sha256=_sha256_or_none(folder / "model.safetensors"),
                    checkpoint_warning=calibration["warning"] if calibration else None,
-                   domain=calibration["domain"] if calibration else None)
+                   domain=calibration["domain"] if calibration else None, config=config)
 
     def _face_backend(self, opts: DetectOptions) -> tuple[str, str | None]:
         """The face backend to use and, when it is not the checkpoint's, why (a report warning)."""
-        trained = str(getattr(self.model.config.visual, "face_backend", "opencv"))
+        trained = str(getattr(self.config.visual, "face_backend", "opencv"))
         if opts.face_backend is not None:
             from avdetect.faces import resolve_backend_name
 
@@ -217,8 +312,14 @@ class Detector:
         with clock("inspect"):
             media = load_media(path, max_side=opts.max_side)
         backend, backend_note = self._face_backend(opts)
-        with open_sources(media, self.model.config, replace(opts, face_backend=backend)) as src:
-            engine = WindowEngine(self.model, src.n_frames, hop=opts.hop, device=self.device)
+        with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
+            with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile
+                model = self.model
+            if opts.threads is not None:
+                import torch
+
+                torch.set_num_threads(opts.threads)
+            engine = WindowEngine(model, src.n_frames, hop=opts.hop, device=self.device)
             with tqdm(total=src.n_frames, unit="frame", desc=Path(media.info.path).name[:30], disable=quiet,
                       leave=False) as bar:
                 for window in src.windows(engine.starts(), engine.window, progress=bar.update):
@@ -264,4 +365,4 @@ def detect(path: str | os.PathLike, checkpoint: str | Path | None = None, device
 
     Loads the checkpoint on each call: for many files use :meth:`Detector.from_pretrained` once.
     """
-    return Detector.from_pretrained(checkpoint, device=device).detect(path, quiet=quiet, **options)
+    return Detector.from_pretrained(checkpoint, device=device, background=True).detect(path, quiet=quiet, **options)

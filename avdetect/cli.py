@@ -14,7 +14,7 @@ import sys
 import time
 
 from avdetect._version import __version__
-from avdetect.errors import AVDetectError
+from avdetect.errors import AVDetectError, CheckpointError, ConfigError
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -162,18 +162,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float,
                    help="p(fake) at or above which a file or segment is flagged (default: the checkpoint's calibrated threshold, else 0.5)")
     p.add_argument("--hop", type=int, help="frames between model windows (default: 3/4 of a window)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
+    p.add_argument("--threads", type=int, help="torch CPU threads for the model (default: the cores left free by "
+                   "the machine's load and the face tracker, at most 8; 1 on a 2-core or busy machine)")
     p.add_argument("--no-forensics", action="store_true", help="skip the training-free evidence")
     p.add_argument("--face-backend", metavar="NAME", help="face backend (default: the one the checkpoint was "
                    "trained with; auto, mediapipe, opencv, face-alignment)")
 
 
-def _detect_options(args) -> dict:
-    if args.threads:
-        import torch
+def _detect_options(args, share: int = 1) -> dict:
+    """DetectOptions from the model arguments; ``share``: models running at once (the default
+    threads are divided among them)."""
+    from avdetect.api import default_threads
 
-        torch.set_num_threads(args.threads)
-    opts = {"forensics": not args.no_forensics}
+    opts = {"forensics": not args.no_forensics, "threads": args.threads or max(1, default_threads() // max(1, share))}
     if args.threshold is not None:
         opts["threshold"] = args.threshold
     if args.hop is not None:
@@ -276,10 +277,13 @@ def _run_detect(args) -> int:
         readable.append(path)
     if not readable:
         return status
-    detector = Detector.from_pretrained(args.checkpoint, device=args.device, **_detect_options(args))
+    # the weights load in a thread while the first file's faces are tracked (in their own process)
+    detector = Detector.from_pretrained(args.checkpoint, device=args.device, background=True, **_detect_options(args))
     for path in readable:
         try:
             report = detector.detect(path, quiet=args.quiet)
+        except (CheckpointError, ConfigError):  # not this file's fault: stop (main prints it)
+            raise
         except AVDetectError as err:
             print(f"avdetect detect: error: {err}", file=sys.stderr)
             status = EXIT_USER
@@ -314,7 +318,8 @@ def _run_scan(args) -> int:
     try:
         s = scan(args.directory, args.out, workers=workers, checkpoint=args.checkpoint, device=args.device,
                  retry_failed=args.retry_failed, quiet=args.quiet, engine=args.engine, address=args.address,
-                 ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **_detect_options(args))
+                 ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus,
+                 **_detect_options(args, share=(workers or 1) if args.engine == "local" else 1))
     except ScanInterrupted as stop:
         s = stop.summary
         left = s.found - s.skipped - s.done
@@ -567,7 +572,7 @@ def _run_serve(args) -> int:
                          token=args.token, auth=not args.no_auth, workers=args.workers, keep_uploads=args.keep_uploads,
                          max_interruptions=args.max_interruptions, shutdown_grace_s=args.shutdown_grace,
                          checkpoint=args.checkpoint, device=args.device,
-                         options=_detect_options(args))
+                         options=_detect_options(args, share=args.workers))
     run(config, log_requests=args.verbose > 0)
     return EXIT_OK
 

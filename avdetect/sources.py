@@ -1,7 +1,8 @@
 """The ``sources`` stage of detect: one media file as the model's windows, streamed.
 
 :func:`open_sources` starts face tracking (window by window, :meth:`FaceTracker.iter_windows`,
-in a background thread one hop ahead of the model when ``prefetch``) and chunked audio decoding
+in a child process or a background thread one hop ahead of the model, see :func:`_face_chunks`)
+and chunked audio decoding
 (``audio_chunk_s`` seconds at a time); :meth:`Sources.windows` serves
 :class:`avdetect.inference.WindowInputs` for any increasing sequence of window starts, holding
 only the frames of the current window plus one hop. As windows pass, the domain checks'
@@ -39,6 +40,7 @@ class FaceStream:
         self.valid = np.zeros(n_frames, bool)  # whole video, for the report (1 byte per frame)
         self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
         self.mouth_boxes = np.zeros((n_frames, 4), np.float32)  # for the still-video check
+        self.track_ids = np.full(n_frames, -1, np.int32)  # the face judged in each frame (the report names it)
         self.seconds = 0.0
         self.last_track = None
         self.on_chunk = None  # called with every chunk as it arrives (the forensic face features)
@@ -55,6 +57,7 @@ class FaceStream:
             self.valid[a:b] = part.valid
             self.boxes[a:b] = part.boxes
             self.mouth_boxes[a:b] = part.mouth_boxes
+            self.track_ids[a:b] = part.track_ids
             self.last_track = part
             if self.on_chunk is not None:
                 self.on_chunk(part)
@@ -120,7 +123,7 @@ class Sources:
     """One file's streams for detect (module docstring). Use as a context manager, or :meth:`close`."""
 
     def __init__(self, media, keep_face: bool, *, face_backend: str = "auto", chunk_frames: int = 75,
-                 audio_chunk_s: float = 60.0, prefetch: bool = True, face_features: bool = False):
+                 audio_chunk_s: float = 60.0, prefetch: str = "process", face_features: bool = False):
         info = media.info
         self.media = media
         self.has_video, self.has_audio = bool(info.has_video), bool(info.has_audio)
@@ -132,10 +135,8 @@ class Sources:
         self.faces: FaceStream | None = None
         self.face_features = None
         if self.has_video:
-            from avdetect.faces import FaceTracker
-
-            chunks = FaceTracker(backend=face_backend, crops=True).iter_windows(media, window=chunk_frames)
-            self.faces = FaceStream(Prefetch(chunks, name="avdetect-faces") if prefetch else chunks, n, keep_face)
+            self.faces = FaceStream(_face_chunks(media, face_backend, chunk_frames, keep_face, face_features, prefetch),
+                                    n, keep_face)
             if face_features:
                 self.face_features = _face_feature_hook(self.faces, media)
         self.audio = AudioStream(media, audio_chunk_s) if self.has_audio else None
@@ -213,6 +214,35 @@ class Sources:
         self.close()
 
 
+#: Where faces are tracked while the model runs (:class:`avdetect.api.DetectOptions` ``prefetch``).
+PREFETCH_MODES = ("process", "thread", "none")
+#: Seconds of video the face worker process may track ahead of the model.
+PROCESS_LOOKAHEAD_S = 60.0
+
+
+def _face_chunks(media, backend: str, chunk_frames: int, keep_face: bool, face_features: bool, prefetch: str):
+    """The face-track windows of ``media``: tracked in a child process (``"process"``, the
+    default: :class:`avdetect.faces.worker.FaceWorker`, beside the model on another core and
+    with the forensic face features computed there too), in a background thread (``"thread"``,
+    and for a face backend registered at run time, which a child process cannot build) or in
+    line (``"none"``); the windows are the same in all three. Either background form reads one
+    window ahead of the model."""
+    from avdetect.faces import FaceTracker
+    from avdetect.faces.worker import BUILTIN_BACKENDS, FaceWorker
+
+    if prefetch not in PREFETCH_MODES:
+        raise ValueError(f"prefetch must be one of {PREFETCH_MODES}, got {prefetch!r}")
+    if prefetch == "process" and backend in BUILTIN_BACKENDS:
+        worker = FaceWorker(media, backend, chunk_frames, keep_face=keep_face, face_features=face_features)
+        # read up to PROCESS_LOOKAHEAD_S ahead, so that the worker does not wait while the model
+        # loads (seconds): about 1.1 MB a second of video held (mouth crops, and face crops only
+        # where the model reads them)
+        depth = max(2, int(PROCESS_LOOKAHEAD_S * 25 / max(1, chunk_frames)))
+        return Prefetch(worker, depth=depth, name="avdetect-faces", interrupt=worker.kill)
+    chunks = FaceTracker(backend=backend, crops=True).iter_windows(media, window=chunk_frames)
+    return chunks if prefetch == "none" else Prefetch(chunks, name="avdetect-faces")
+
+
 def _face_feature_hook(faces: FaceStream, media):
     """Reduce every face-track chunk to the forensic face features as it streams past. Returns a
     holder whose ``acc`` is the accumulator (None after a failure) and ``seconds`` the time spent.
@@ -227,8 +257,14 @@ def _face_feature_hook(faces: FaceStream, media):
             return
         t0 = time.perf_counter()
         try:
-            holder.acc.add(part)
-            holder.seconds += time.perf_counter() - t0
+            if getattr(part, "forensic_error", None):  # the face worker could not compute them
+                raise RuntimeError(part.forensic_error)
+            if getattr(part, "forensic", None) is not None:  # computed in the face worker
+                holder.acc.add_features(part.start_frame, part.forensic)
+                holder.seconds += part.forensic_seconds
+            else:
+                holder.acc.add(part)
+                holder.seconds += time.perf_counter() - t0
         except Exception as err:  # logged and recorded; forensics falls back to its own tracking
             log.warning("%s: forensic face features failed (%s: %s); forensics will track faces itself",
                         media.info.path, type(err).__name__, err)

@@ -5,6 +5,20 @@
     python benchmarks/bench_detect.py --make-720p OUT.mp4 # a 720p 25 fps test file from a real sample
     python benchmarks/bench_detect.py FILE --loop 2 --face-backends opencv,mediapipe --forensics
         # FILE looped to 2 minutes, detect with each face backend, interleaved in one run
+    python benchmarks/bench_detect.py FILE --cold --loops 0,2,10 --trees /tmp/before,. --bare-forward 20.48
+        # what a user waits for: `python -m avdetect detect FILE --json OUT` in a new process
+        # (default options: evidence on, default threads), with the code of each tree, before and after
+
+``--cold``: each run is a new ``python -m avdetect detect FILE --json OUT`` started in the tree's
+folder (so that tree's ``avdetect`` package is the one imported: a ``git worktree`` of an older
+commit gives the "before" figures in the same run), interleaved with ``ffmpeg -f null`` of the
+same file, ``--repeat`` times (medians). Per tree: wall seconds, ratio to the decode, real-time
+factor, the peak of the summed resident memory of the detect process and all its descendants
+(face worker, ffmpeg; sampled every 50 ms), and the report's stage seconds. ``--loops`` lists
+lengths in minutes FILE is looped to by stream copy (0: FILE as it is). ``--bare-forward S``
+also times this checkout's model forward alone over the windows of S seconds (warm, in this
+process, the default threads): the yardstick the whole cold detect of FILE cut to S seconds is
+compared with.
 
 Figures: wall time of the whole ``Detector.detect`` (decode, faces, model, localisation, report;
 the model loaded once beforehand) and of ``ffmpeg -i FILE -f null -`` on the same file in the same
@@ -86,6 +100,132 @@ def child_main(path: str, checkpoint: str | None, model: str, threads: int, back
     }))
 
 
+class _TreeRSS:
+    """Peak of the summed resident memory of a process and all its descendants (polled)."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _rss_kb(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _tree(self) -> set[int]:
+        parents: dict[int, int] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        tree, grew = {self.pid}, True
+        while grew:
+            more = {p for p, pp in parents.items() if pp in tree} - tree
+            tree |= more
+            grew = bool(more)
+        return tree
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, sum(self._rss_kb(p) for p in self._tree()))
+            self._stop.wait(self.every)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 1024.0  # MB
+
+
+def cold_detect(tree: Path, path: str, out_json: Path) -> dict:
+    """One ``python -m avdetect detect`` in a new process, run in ``tree``'s folder."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "avdetect", "detect", path, "--json", str(out_json)], cwd=tree,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rss = _TreeRSS(proc.pid)
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - t
+    peak = rss.stop()
+    if proc.returncode:
+        raise SystemExit(f"detect in {tree} failed ({proc.returncode}): {err[-2000:]}")
+    r = json.loads(out_json.read_text())
+    return {"seconds": seconds, "peak_mb": peak, "stages": r["provenance"]["stage_seconds"],
+            "threads": r["provenance"]["parameters"].get("threads"), "verdict": r["verdict"],
+            "p": r["fake_probability"]}
+
+
+def bare_forward(seconds: float) -> float:
+    """Seconds of this checkout's default model forward over the windows of ``seconds`` of video
+    (warm: one untimed pass first), with the command line's default threads."""
+    import torch
+
+    from avdetect.api import Detector, default_threads
+    from avdetect.inference import window_starts, default_hop
+
+    det = Detector.from_pretrained(None, device="cpu")
+    torch.set_num_threads(default_threads())
+    m = det.model
+    T = int(m.config.window_frames)
+    n = int(round(seconds * 25))
+    windows = len(window_starts(n, T, default_hop(T)))
+    mouth = torch.randint(0, 255, (1, T, 3, 96, 96), dtype=torch.uint8)
+    audio = torch.randn(1, T * 640) * 0.1
+    vm = am = torch.ones(1, T, dtype=torch.bool)
+    with torch.inference_mode():
+        m(mouth, audio, visual_mask=vm, audio_mask=am)
+        t = time.perf_counter()
+        for _ in range(windows):
+            m(mouth, audio, visual_mask=vm, audio_mask=am)
+    return time.perf_counter() - t
+
+
+def cold_main(args) -> None:
+    trees = [Path(t).resolve() for t in (args.trees or ".").split(",")]
+    loops = [float(x) for x in args.loops.split(",")] if args.loops else [0.0]
+    print(f"cold `python -m avdetect detect FILE --json OUT` (default options), medians of {args.repeat}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in loops:
+            path = make_long(args.file, minutes, tmp) if minutes else args.file
+            media = load_media(path)
+            ff, runs = [], {t: [] for t in trees}
+            for _ in range(args.repeat):  # interleaved, so machine load hits all alike
+                ff.append(time_ffmpeg_null(path))
+                for t in trees:
+                    runs[t].append(cold_detect(t, path, Path(tmp) / "r.json"))
+            t_ff = statistics.median(ff)
+            print(f"\n{Path(path).name}: {media.source_size[0]}x{media.source_size[1]} {media.video_codec} @ "
+                  f"{media.source_fps:g} fps, {media.duration:.1f} s; ffmpeg -f null decode {t_ff:.2f} s")
+            for t in trees:
+                sec = statistics.median(r["seconds"] for r in runs[t])
+                peak = max(r["peak_mb"] for r in runs[t])
+                last = runs[t][-1]
+                print(f"  [{t.name}] detect {sec:6.2f} s  ratio {sec / t_ff:5.2f}  real time {media.duration / sec:5.2f}x  "
+                      f"peak RSS (tree) {peak:6.0f} MB  threads {last['threads']}  verdict {last['verdict']} "
+                      f"p {last['p']:.3f}")
+                print(f"  [{t.name}] stages {last['stages']}")
+        if args.bare_forward:
+            cut = str(Path(tmp) / f"cut{Path(args.file).suffix}")
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", args.file, "-c", "copy", "-t",
+                            str(args.bare_forward), cut], check=True)
+            fwd = bare_forward(args.bare_forward)
+            print(f"\n{args.bare_forward:g} s of {Path(args.file).name}: bare model forward (this checkout, warm) "
+                  f"{fwd:.2f} s")
+            for t in trees:
+                sec = statistics.median(cold_detect(t, cut, Path(tmp) / "r.json")["seconds"] for _ in range(args.repeat))
+                print(f"  [{t.name}] whole cold detect {sec:.2f} s = {sec / fwd:.2f}x the bare forward")
+
+
 def measure_in_child(path: str, args, backend: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", path, "--model", args.model, "--threads", str(args.threads)]
     if backend:
@@ -111,6 +251,11 @@ def main() -> None:
     ap.add_argument("--face-backends", default="",
                     help="comma-separated face backends, each measured (default: the checkpoint's own)")
     ap.add_argument("--make-720p", metavar="OUT", help="write a 720p 25 fps test file made from a real sample and exit")
+    ap.add_argument("--cold", action="store_true", help="time cold command-line runs (see the docstring)")
+    ap.add_argument("--trees", help="--cold: comma-separated checkouts to run (default: this one)")
+    ap.add_argument("--loops", help="--cold: comma-separated minutes to loop FILE to (0: as it is)")
+    ap.add_argument("--bare-forward", type=float, default=0.0, metavar="SECONDS",
+                    help="--cold: also compare with this checkout's bare model forward over SECONDS")
     ap.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     backends: list[str | None] = [b.strip() for b in args.face_backends.split(",") if b.strip()] or [None]
@@ -124,6 +269,9 @@ def main() -> None:
         return
     if not args.file:
         ap.error("FILE is required")
+    if args.cold:
+        cold_main(args)
+        return
     with tempfile.TemporaryDirectory() as loop_dir:
         if args.loop:
             args.file = make_long(args.file, args.loop, loop_dir)

@@ -91,7 +91,18 @@ class FaceFeatures:
         return float(self.valid.mean()) if len(self.valid) else 0.0
 
 
-def _window_features(track) -> dict:
+def _stacked(crops: np.ndarray, fn, *args, **kwargs) -> np.ndarray:
+    """``fn`` (an OpenCV per-pixel or 3x3 filter) over crops ``(k, h, w[, c])`` at once, as one
+    image of the crops stacked vertically. Pixels of the top and bottom rows of each crop then
+    see the neighbouring crop instead of a reflected border; no mask reads those rows."""
+    k, h = crops.shape[:2]
+    out = fn(crops.reshape(k * h, *crops.shape[2:]), *args, **kwargs)
+    return out.reshape(k, h, *out.shape[1:])
+
+
+def window_features(track) -> dict:
+    """The forensic face features of one :class:`avdetect.faces.FaceTrack` window (with crops):
+    a dict of per-frame arrays (the fields of :class:`FaceFeatures` but ``frame_size``)."""
     n = len(track)
     out = {
         "valid": track.valid.copy(), "boxes": track.boxes.astype(np.float32), "track_ids": track.track_ids.astype(np.int32),
@@ -105,21 +116,24 @@ def _window_features(track) -> dict:
     if track.mouth is None or track.face is None:
         raise ValueError("the face track has no crops (track with crops=True)")
     m = _MASKS
-    for i in np.flatnonzero(track.valid):
-        g = cv2.cvtColor(track.mouth[i], cv2.COLOR_RGB2GRAY)
-        out["mouth"][i] = cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA)[THUMB_ROWS, THUMB_COLS]
-        ycc = cv2.cvtColor(track.face[i], cv2.COLOR_RGB2YCrCb)
-        y = ycc[..., 0].astype(np.float32)
-        lap = cv2.Laplacian(y, cv2.CV_32F, ksize=3)
-        out["sharpness"][i] = np.log(lap[m["inner"]].var() + 1.0)
-        out["color"][i] = ycc[m["inner"]].mean(0)
-        out["ring_luma"][i] = y[m["ring"]].mean()
-        gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3)
+    idx = np.flatnonzero(track.valid)
+    if len(idx):
+        grey = _stacked(track.mouth[idx], cv2.cvtColor, cv2.COLOR_RGB2GRAY)
+        for k, i in enumerate(idx):  # (area reduction: one crop at a time, so no block straddles two)
+            out["mouth"][i] = cv2.resize(grey[k], (THUMB, THUMB), interpolation=cv2.INTER_AREA)[THUMB_ROWS, THUMB_COLS]
+        ycc = _stacked(track.face[idx], cv2.cvtColor, cv2.COLOR_RGB2YCrCb)  # (k, S, S, 3)
+        y = ycc[..., 0].astype(np.float32)  # (k, S, S)
+        lap = _stacked(y, cv2.Laplacian, cv2.CV_32F, ksize=3)
+        out["sharpness"][idx] = np.log(lap[:, m["inner"]].var(axis=1) + 1.0)
+        out["color"][idx] = ycc[:, m["inner"]].mean(axis=1)
+        out["ring_luma"][idx] = y[:, m["ring"]].mean(axis=1)
+        gx = _stacked(y, cv2.Sobel, cv2.CV_32F, 1, 0, ksize=3)
+        gy = _stacked(y, cv2.Sobel, cv2.CV_32F, 0, 1, ksize=3)
         mag = np.sqrt(gx * gx + gy * gy)
-        out["seam"][i] = mag[m["seam"]].mean() / (mag[m["inside"]].mean() + 1.0)
-        if not landmark_eyes and (track.start_frame + i) % 2 == 0:
-            out["eyes"][i] = min(count_open_eyes(track.face[i]), 4)
+        out["seam"][idx] = mag[:, m["seam"]].mean(axis=1) / (mag[:, m["inside"]].mean(axis=1) + 1.0)
+        if not landmark_eyes:
+            for i in idx[(track.start_frame + idx) % 2 == 0]:
+                out["eyes"][i] = min(count_open_eyes(track.face[i]), 4)
     # closures: look at both neighbours of every frame without an open eye (within the window;
     # a closure cut by a window edge is seen from both sides)
     for i in np.flatnonzero(out["eyes"] == 0):
@@ -142,13 +156,18 @@ class FaceFeatureAccumulator:
 
     def add(self, track) -> None:
         """Reduce one :class:`avdetect.faces.FaceTrack` window (with crops) starting at frame ``n_frames``."""
-        if track.start_frame != self.n_frames:
-            raise ValueError(f"face-track window starts at frame {track.start_frame}, expected {self.n_frames}")
-        self._parts.append(_window_features(track))
-        self.n_frames += len(track)
+        self.add_features(track.start_frame, window_features(track))
+
+    def add_features(self, start_frame: int, features: dict) -> None:
+        """Add one window's features already computed by :func:`window_features` (e.g. in the
+        face worker process, :mod:`avdetect.faces.worker`)."""
+        if start_frame != self.n_frames:
+            raise ValueError(f"face-track window starts at frame {start_frame}, expected {self.n_frames}")
+        self._parts.append(features)
+        self.n_frames += len(features["valid"])
 
     def result(self) -> FaceFeatures:
-        parts = self._parts or [_window_features(_EmptyTrack())]
+        parts = self._parts or [window_features(_EmptyTrack())]
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return FaceFeatures(frame_size=self.frame_size, **cat)
 

@@ -16,16 +16,35 @@ Public names: :func:`create_model`, :func:`list_models`, :func:`model_config`,
 :data:`CATEGORIES` (re-exported from :mod:`avdetect.vocab`), and for training
 :class:`DetectorTargets` and :func:`compute_losses`. The full input and output contract is in
 :mod:`avdetect.models.detector`; visual encoders are chosen by ``visual.arch``
-(:mod:`avdetect.models.visual`). Importing this package loads torch but not OpenCV or the
-face tracker.
+(:mod:`avdetect.models.visual`). Names load on first use: the model classes load torch (never
+OpenCV or the face tracker), ``avdetect.models.config`` alone does not.
 """
 from __future__ import annotations
 
-from avdetect.models.config import DetectorConfig
-from avdetect.models.detector import AVDetector, DetectorFeatures, DetectorOutput
-from avdetect.models.losses import DetectorTargets, compute_losses
-from avdetect.models.registry import create_model, list_models, model_config
-from avdetect.vocab import CATEGORIES
+import importlib
 
-__all__ = ["AVDetector", "CATEGORIES", "DetectorConfig", "DetectorFeatures", "DetectorOutput", "DetectorTargets",
-           "compute_losses", "create_model", "list_models", "model_config"]
+# Names load on first use (PEP 562), so that ``avdetect.models.config`` can be read without
+# importing torch: detect reads a checkpoint's config while the model still loads.
+_LAZY = {
+    "DetectorConfig": "avdetect.models.config",
+    "AVDetector": "avdetect.models.detector", "DetectorFeatures": "avdetect.models.detector",
+    "DetectorOutput": "avdetect.models.detector",
+    "DetectorTargets": "avdetect.models.losses", "compute_losses": "avdetect.models.losses",
+    "create_model": "avdetect.models.registry", "list_models": "avdetect.models.registry",
+    "model_config": "avdetect.models.registry",
+    "CATEGORIES": "avdetect.vocab",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

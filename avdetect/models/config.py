@@ -8,10 +8,12 @@ recipes). It round-trips through plain dicts (``to_dict`` / ``from_dict``) so th
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from avdetect.errors import ConfigError
+from avdetect.errors import CheckpointError, ConfigError
 from avdetect.vocab import FACE_SIZE, MOUTH_SIZE
 
 
@@ -175,3 +177,35 @@ def _set_section_field(data: dict, section: str, sub: str, value: Any) -> None:
     if sub not in names:
         raise ConfigError(f"unknown field {sub!r} in detector config section {section!r}")
     data[section][sub] = value
+
+
+#: A checkpoint folder's files and what its config.json declares (read by :func:`read_checkpoint_config`).
+ARCHITECTURE = "AVDetector"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def read_checkpoint_config(folder: str | Path) -> DetectorConfig:
+    """The :class:`DetectorConfig` of the checkpoint folder ``folder``, read and checked without
+    building the model (nor importing torch). Raises :class:`CheckpointError` for a missing
+    folder or file, invalid JSON, another architecture or an invalid config."""
+    folder = Path(folder)
+    weights, config_file = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise CheckpointError("checkpoint folder does not exist", folder)
+    if not config_file.is_file():
+        raise CheckpointError(f"no {CONFIG_NAME} in checkpoint folder", folder)
+    if not weights.is_file():
+        raise CheckpointError(f"no {WEIGHTS_NAME} in checkpoint folder", folder)
+    try:
+        meta = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"invalid JSON: {err}", config_file) from err
+    if not isinstance(meta, dict) or "architecture" not in meta or "config" not in meta:
+        raise CheckpointError("config.json needs 'architecture' and 'config' entries", config_file)
+    if meta["architecture"] != ARCHITECTURE:
+        raise CheckpointError(f"architecture {meta['architecture']!r} is not {ARCHITECTURE!r}", config_file)
+    try:
+        return DetectorConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"invalid model config: {err}", config_file) from err

@@ -44,7 +44,7 @@ from torch import nn
 from avdetect._version import __version__
 from avdetect.errors import CheckpointError, ConfigError, ModelInputError
 from avdetect.models.audio import AudioEncoder
-from avdetect.models.config import DetectorConfig
+from avdetect.models.config import ARCHITECTURE, CONFIG_NAME, WEIGHTS_NAME, DetectorConfig, read_checkpoint_config
 from avdetect.models.layers import MaskedTemporalConv, TransformerBlock, key_mask_to_attn_mask, sinusoidal_positions
 from avdetect.models.sync import INVALID_LOGIT, LipSyncCrossAttention
 from avdetect.models.visual import build_visual_encoder
@@ -53,10 +53,7 @@ from avdetect.vocab import CATEGORIES  # also importable from here (avdetect.mod
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURE = "AVDetector"
 CHECKPOINT_FORMAT = 1
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
 
 @dataclass
@@ -277,24 +274,7 @@ class AVDetector(nn.Module):
         path = Path(path)
         folder = path.parent if path.is_file() else path
         weights, config_file = folder / WEIGHTS_NAME, folder / CONFIG_NAME
-        if not folder.is_dir():
-            raise CheckpointError("checkpoint folder does not exist", folder)
-        if not config_file.is_file():
-            raise CheckpointError(f"no {CONFIG_NAME} in checkpoint folder", folder)
-        if not weights.is_file():
-            raise CheckpointError(f"no {WEIGHTS_NAME} in checkpoint folder", folder)
-        try:
-            meta = json.loads(config_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"invalid JSON: {err}", config_file) from err
-        if not isinstance(meta, dict) or "architecture" not in meta or "config" not in meta:
-            raise CheckpointError("config.json needs 'architecture' and 'config' entries", config_file)
-        if meta["architecture"] != ARCHITECTURE:
-            raise CheckpointError(f"architecture {meta['architecture']!r} is not {ARCHITECTURE!r}", config_file)
-        try:
-            config = DetectorConfig.from_dict(meta["config"])
-        except (ConfigError, TypeError, ValueError) as err:
-            raise CheckpointError(f"invalid model config: {err}", config_file) from err
+        config = read_checkpoint_config(folder)
         if not config.audio.pretrained_dir:  # (a pretrained folder is loaded, and checked, by the encoder)
             cls._check_size(config, config_file, weights)
         try:

@@ -1,0 +1,261 @@
+"""Face tracking in a child process, so that it runs beside the model on another core.
+
+Python threads share one interpreter lock: a face tracker in a thread (many small OpenCV and
+NumPy calls per frame) and the model's start-up (importing torch and transformers, seconds of
+pure Python) take turns instead of running at once. :class:`FaceWorker` runs
+:meth:`avdetect.faces.FaceTracker.iter_windows` (decode, detection, tracking, crops) and, when
+asked, the forensic face features of each window (:func:`avdetect.forensics.features.window_features`)
+in ``python -m avdetect.faces.worker``, and hands the windows back in order as
+:class:`~avdetect.faces.FaceTrack` objects with the same arrays, bit for bit, as tracking in
+this process gives.
+
+The child is a fresh interpreter started with ``subprocess`` (not ``multiprocessing``, which
+would re-run an unguarded caller script), so it knows only the built-in face backends
+(:data:`BUILTIN_BACKENDS`); callers use a thread for any other. It dies with its parent (Linux
+parent-death signal), stops when its output pipe closes, and is killed by :meth:`FaceWorker.close`.
+
+**Messages** on the child's stdout, one after another: an 8-byte little-endian length, a JSON
+header ``{"kind", "meta", "arrays": [[name, dtype, shape], ...]}``, then each array's raw bytes
+in that order. Kinds: ``window`` (a FaceTrack; with ``features`` arrays when asked), ``log`` (a
+log record, logged here under the child's logger name), ``error`` (an :mod:`avdetect.errors`
+class name and message, raised here as that class), ``done``. Nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Backends a fresh interpreter registers on ``import avdetect.faces`` (others are run in a thread).
+BUILTIN_BACKENDS = ("opencv", "mediapipe", "face-alignment", "auto")
+_TRACK_ARRAYS = ("boxes", "mouth_boxes", "confidence", "valid", "track_ids", "mouth", "face", "features", "roll")
+_LEN = struct.Struct("<Q")
+
+
+# -- the wire format ------------------------------------------------------------------------
+def _send(out, kind: str, meta: dict | None = None, arrays: dict | None = None) -> None:
+    arrays = {k: np.ascontiguousarray(v) for k, v in (arrays or {}).items() if v is not None}
+    header = json.dumps({"kind": kind, "meta": meta or {},
+                         "arrays": [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]}).encode()
+    out.write(_LEN.pack(len(header)))
+    out.write(header)
+    for v in arrays.values():
+        out.write(memoryview(v).cast("B"))
+    out.flush()
+
+
+def _read_exact(stream, view: memoryview, at_start: bool = False) -> bool:
+    """Fill ``view`` from ``stream``. False at the end of the stream before the first byte when
+    ``at_start`` (between messages); an end anywhere else is a message cut short: EOFError."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            if got == 0 and at_start:
+                return False
+            raise EOFError(f"face worker output ended inside a message ({got} of {len(view)} bytes)")
+        got += n
+    return True
+
+
+def _receive(stream) -> tuple[str, dict, dict] | None:
+    """One message (kind, meta, arrays), or None at the end of the stream."""
+    size = bytearray(_LEN.size)
+    if not _read_exact(stream, memoryview(size), at_start=True):
+        return None
+    (n,) = _LEN.unpack(size)
+    header = bytearray(n)
+    _read_exact(stream, memoryview(header))
+    head = json.loads(header)
+    arrays = {}
+    for name, dtype, shape in head["arrays"]:
+        a = np.empty(shape, np.dtype(dtype))
+        if a.nbytes:
+            _read_exact(stream, memoryview(a).cast("B"))
+        arrays[name] = a
+    return head["kind"], head["meta"], arrays
+
+
+def _media_info_from_dict(d: dict):
+    from avdetect.media import MediaInfo, StreamInfo
+
+    d = dict(d)
+    d["working_size"], d["source_size"] = tuple(d["working_size"]), tuple(d["source_size"])
+    d["streams"] = [StreamInfo(**s) for s in d["streams"]]
+    return MediaInfo(**d)
+
+
+# -- the parent's side ------------------------------------------------------------------------
+class FaceWorker:
+    """Iterator over the :class:`~avdetect.faces.FaceTrack` windows of ``media``, tracked in a
+    child process (module docstring). Each window carries ``forensic``: its forensic face
+    features (a dict of arrays, :func:`~avdetect.forensics.features.window_features`) when
+    ``face_features`` was asked and they could be computed, else None, and ``forensic_error``:
+    why not (None when they were). ``keep_face=False`` drops the face crops once the features
+    are taken (the model does not read them): windows then have ``face`` None."""
+
+    def __init__(self, media, backend: str, window: int, *, keep_face: bool = True, face_features: bool = False):
+        if backend not in BUILTIN_BACKENDS:
+            raise ValueError(f"face backend {backend!r} is not built in: a child process cannot build it")
+        spec = {"media": media.info.to_dict(), "stall_timeout": media.stall_timeout, "backend": backend,
+                "window": int(window), "keep_face": bool(keep_face), "face_features": bool(face_features),
+                "parent": os.getpid()}
+        self._stderr = tempfile.TemporaryFile()  # a file, never a pipe: a chatty child cannot block on it
+        self._proc = subprocess.Popen([sys.executable, "-m", "avdetect.faces.worker"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 16)
+        self._proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        self._proc.stdin.close()  # the spec is all the child reads
+        self._path = media.info.path
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        from avdetect.faces.tracking import FaceTrack, TrackSummary
+
+        while not self._done:
+            msg = _receive(self._proc.stdout)
+            if msg is None:
+                self._done = True
+                raise self._died()
+            kind, meta, arrays = msg
+            if kind == "log":
+                logging.getLogger(meta["name"]).log(meta["level"], "%s", meta["message"])
+            elif kind == "error":
+                self._done = True
+                raise _rebuild_error(meta, self._path)
+            elif kind == "done":
+                self._done = True
+            elif kind == "window":
+                track = FaceTrack(start_frame=meta["start_frame"], frame_size=tuple(meta["frame_size"]),
+                                  backend=meta["backend"], seconds=meta["seconds"],
+                                  tracks=[TrackSummary(**t) for t in meta["tracks"]],
+                                  **{k: arrays.get(k) for k in _TRACK_ARRAYS})
+                feats = {k[2:]: v for k, v in arrays.items() if k.startswith("f.")}
+                track.forensic = feats or None
+                track.forensic_error = meta.get("forensic_error")
+                track.forensic_seconds = float(meta.get("forensic_seconds", 0.0))
+                return track
+            else:
+                raise RuntimeError(f"face worker sent an unknown message {kind!r}")
+        raise StopIteration
+
+    def _died(self) -> Exception:
+        from avdetect.errors import MediaError
+
+        code = self._proc.wait()
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        why = lines[-1].strip() if lines else "no message"
+        return MediaError(f"face tracking stopped: its worker process exited with code {code} ({why})", self._path)
+
+    def kill(self) -> None:
+        """Stop the child now (a reader blocked on its output then sees the end of the stream)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    def close(self) -> None:
+        """Stop the child and release its pipes (idempotent)."""
+        self.kill()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
+        self._done = True
+
+
+def _rebuild_error(meta: dict, path: str) -> Exception:
+    from avdetect import errors
+
+    cls = getattr(errors, meta.get("type", ""), None)
+    if isinstance(cls, type) and issubclass(cls, errors.AVDetectError):
+        return cls(meta["message"], meta.get("path"))
+    # not an error of the input: a bug, raised as one (its traceback is in the child's stderr)
+    return RuntimeError(f"face tracking failed in its worker process on {path}: {meta.get('type')}: {meta['message']}")
+
+
+# -- the child's side -------------------------------------------------------------------------
+class _Forward(logging.Handler):
+    """Send log records to the parent, which logs them under the same logger."""
+
+    def __init__(self, out):
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _send(self.out, "log", {"name": record.name, "level": record.levelno, "message": record.getMessage()})
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+
+
+def main() -> int:
+    # Ctrl-C is the parent's to handle (it stops this process); a SIGINT sent to the whole group
+    # must not end tracking with an error the parent would record against the file
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec = json.loads(sys.stdin.readline())
+    _die_with_parent(int(spec["parent"]))
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything printed by a library goes to stderr, never into the messages
+    root = logging.getLogger()
+    root.addHandler(_Forward(out))
+    root.setLevel(logging.INFO)
+    from avdetect.errors import AVDetectError
+    from avdetect.faces import FaceTracker
+    from avdetect.media import Media
+
+    try:
+        media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"])
+        tracker = FaceTracker(backend=spec["backend"], crops=True)
+        features_error = None
+        for part in tracker.iter_windows(media, window=spec["window"]):
+            arrays = {k: getattr(part, k) for k in _TRACK_ARRAYS}
+            meta = {"start_frame": part.start_frame, "frame_size": list(part.frame_size), "backend": part.backend,
+                    "seconds": part.seconds, "tracks": [asdict(t) for t in part.tracks]}
+            if spec["face_features"] and features_error is None:
+                from avdetect.forensics.features import window_features
+
+                t0 = time.perf_counter()
+                try:
+                    arrays.update({f"f.{k}": v for k, v in window_features(part).items()})
+                    meta["forensic_seconds"] = time.perf_counter() - t0
+                except Exception as err:  # reported to the parent, which falls back (see sources)
+                    features_error = f"{type(err).__name__}: {err}"
+            if features_error is not None:
+                meta["forensic_error"] = features_error
+            if not spec["keep_face"]:
+                arrays["face"] = None
+            _send(out, "window", meta, arrays)
+        _send(out, "done")
+    except AVDetectError as err:
+        _send(out, "error", {"type": type(err).__name__, "message": err.message, "path": err.path})
+        return 1
+    except BrokenPipeError:  # the parent stopped reading: nothing to tell it
+        return 1
+    except Exception as err:  # a bug: its type and message reach the parent's one-line error
+        lines = str(err).strip().splitlines()
+        _send(out, "error", {"type": type(err).__name__, "message": lines[-1] if lines else ""})
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

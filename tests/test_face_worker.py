@@ -1,0 +1,219 @@
+"""Face tracking in a child process (avdetect.faces.worker) and the model loading meanwhile
+(Detector.from_pretrained(background=True)): same results as in one process, typed errors,
+no process left behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("face_worker")
+
+
+@pytest.fixture(scope="module")
+def clip(work) -> Path:
+    from avdetect.synth import ClipSpec, Manipulation, render_clip
+
+    path = work / "talk.mp4"
+    render_clip(path, ClipSpec(seed=5, duration=4.0, size=256, crf=23,
+                               manipulation=Manipulation(kind="both", segments=[(1.0, 2.0)])))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(work) -> Path:
+    return tiny_checkpoint(work / "tiny")
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(x) for x in text)
+    return out
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+def test_worker_windows_are_the_in_process_windows(clip):
+    from avdetect.faces import FaceTracker
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.forensics.features import window_features
+    from avdetect.media import load_media
+
+    media = load_media(clip)
+    here = list(FaceTracker(backend="opencv", crops=True).iter_windows(media, window=30))
+    worker = FaceWorker(media, "opencv", 30, keep_face=True, face_features=True)
+    try:
+        there = list(worker)
+    finally:
+        worker.close()
+    assert [w.start_frame for w in there] == [w.start_frame for w in here] and len(here) == 4
+    for a, b in zip(here, there):
+        for name in ("boxes", "mouth_boxes", "confidence", "valid", "track_ids", "mouth", "face", "features", "roll"):
+            assert _same(getattr(a, name), getattr(b, name)), name
+        assert a.tracks == b.tracks and a.frame_size == b.frame_size and a.backend == b.backend
+        expected = window_features(a)
+        assert b.forensic_error is None and set(b.forensic) == set(expected)
+        for k, v in expected.items():
+            assert _same(np.asarray(v), b.forensic[k]), k
+    assert there[0].valid.mean() > 0.9  # the synthetic face is found: the comparison is not of empty tracks
+
+
+def test_worker_drops_face_crops_the_model_does_not_read(clip):
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.media import load_media
+
+    worker = FaceWorker(load_media(clip), "opencv", 50, keep_face=False, face_features=True)
+    try:
+        first = next(worker)
+    finally:
+        worker.close()
+    assert first.face is None and first.mouth.shape == (50, 96, 96, 3)
+    assert first.forensic["sharpness"].shape == (50,)  # features were taken from the face crops before
+
+
+def test_worker_errors_arrive_as_their_type(clip, tmp_path):
+    """A file that turns unreadable after inspection: the worker's decode error is the same class
+    and message as tracking in this process gives, not a generic failure of the worker."""
+    from avdetect.errors import MediaError
+    from avdetect.faces import FaceTracker
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.media import load_media
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes())
+    media = load_media(broken)
+    broken.write_bytes(b"\0" * 4096)
+    with pytest.raises(MediaError) as here:
+        list(FaceTracker(backend="opencv").iter_windows(media, window=30))
+    worker = FaceWorker(media, "opencv", 30)
+    try:
+        with pytest.raises(MediaError) as there:
+            list(worker)
+    finally:
+        worker.close()
+    assert type(there.value) is type(here.value) and str(there.value) == str(here.value)
+    assert str(broken) in str(there.value)
+
+
+def test_worker_is_gone_after_close_and_after_its_parent_is_killed(clip, tmp_path):
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.media import load_media
+
+    worker = FaceWorker(load_media(clip), "opencv", 25)
+    next(worker)
+    pid = worker._proc.pid
+    worker.close()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    # a parent killed outright (SIGKILL: no cleanup runs) takes its face worker with it
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from avdetect.faces.worker import FaceWorker\n"
+        "from avdetect.media import load_media\n"
+        f"w = FaceWorker(load_media({str(clip)!r}), 'opencv', 25)\n"
+        "print(w._proc.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert Path(f"/proc/{child}").exists()
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists(), "the face worker outlived its killed parent"
+
+
+def test_detect_gives_the_same_report_with_faces_in_a_process_or_a_thread(clip, checkpoint):
+    from avdetect.api import Detector
+
+    det = Detector.from_pretrained(checkpoint, device="cpu")
+    before = _children(os.getpid())
+    reports = {mode: det.detect(clip, prefetch=mode).to_dict() for mode in ("process", "thread", "none")}
+    assert _children(os.getpid()) <= before  # no face worker left running
+
+    def strip(d):
+        d = {k: v for k, v in d.items() if k != "provenance"}
+        d["forensics"] = {k: v for k, v in d["forensics"].items() if k != "seconds"}
+        return json.dumps(d, sort_keys=True)
+
+    assert strip(reports["process"]) == strip(reports["thread"]) == strip(reports["none"])
+    assert reports["process"]["provenance"]["parameters"]["prefetch"] == "process"
+
+
+def test_a_background_load_gives_the_same_detector(clip, checkpoint):
+    from avdetect.api import Detector
+
+    det = Detector.from_pretrained(checkpoint, device="cpu", background=True)
+    assert det.config.window_frames > 0  # known before the weights are loaded
+    a = det.detect(clip, hop=40, forensics=False)
+    b = Detector.from_pretrained(checkpoint, device="cpu").detect(clip, hop=40, forensics=False)
+    assert a.fake_probability == b.fake_probability and a.provenance.weights_sha256 == b.provenance.weights_sha256
+
+
+def test_a_broken_checkpoint_loaded_in_the_background_is_a_checkpoint_error(clip, checkpoint, tmp_path):
+    import shutil
+
+    from avdetect.api import Detector
+    from avdetect.errors import CheckpointError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    det = Detector.from_pretrained(broken, device="cpu", background=True)  # the config is fine
+    with pytest.raises(CheckpointError, match="safetensors"):
+        det.detect(clip)
+    # the command line says it once, for the whole batch, and exits 2
+    proc = subprocess.run([sys.executable, "-m", "avdetect", "detect", str(clip), str(clip), "--checkpoint", str(broken),
+                           "--json", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "safetensors" in lines[0] and "Traceback" not in proc.stderr
+    # a config that does not parse is refused at once, before any load starts
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="invalid JSON"):
+        Detector.from_pretrained(broken, background=True)
+
+
+def test_reading_a_checkpoint_config_does_not_import_torch(checkpoint):
+    code = ("import sys; from avdetect.models.config import read_checkpoint_config; "
+            f"c = read_checkpoint_config({str(checkpoint)!r}); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print(c.window_frames)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 0
+
+
+def test_default_threads_leave_a_core_to_the_face_tracker(monkeypatch):
+    from avdetect import api
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert api.default_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert api.default_threads() == api.MAX_DEFAULT_THREADS
+    monkeypatch.setattr(os, "getloadavg", lambda: (12.5, 0.0, 0.0))
+    assert api.default_threads() == 3  # 16 cores, 12 busy, one for the face tracker
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
+    assert api.default_threads() == 1
