@@ -302,7 +302,7 @@ class Detector:
         from avdetect.evidence import gather_evidence
         from avdetect.report.build import build_report, provenance, thumbnails
         from avdetect.sources import open_sources
-        from avdetect.verdict import VERDICT_RULE, judge, quality_warnings
+        from avdetect.verdict import VERDICT_RULE, faces_seen, judge, quality_warnings
 
         opts = replace(self.options, **option_overrides) if option_overrides else self.options
         opts.validate()
@@ -325,21 +325,26 @@ class Detector:
                 for window in src.windows(engine.starts(), engine.window, progress=bar.update):
                     engine.add(window)
                 result = engine.result()
-        clock.seconds.update(model=result.model_seconds, **src.stage_seconds())
-        with clock("localisation"):
-            score = clip_score(result, result.visual_present, result.audio_present, opts.min_face_coverage)
-            loc = localise(result.tracks, result.visual_present, result.audio_present, opts)
-            segments = [Segment(**asdict(s)) for s in loc.segments]
-        vmask = result.visual_present
-        coverage = float(vmask.mean()) if vmask is not None else 0.0
-        visual_ok = score.visual is not None
-        warnings = quality_warnings(media.info, coverage, visual_ok, src.faces.last_track if src.faces else None)
-        if self.checkpoint_warning:
-            warnings.insert(0, QualityWarning("checkpoint_domain", self.checkpoint_warning))
-        if backend_note:
-            warnings.append(QualityWarning("face_backend", backend_note))
-        with clock("forensics"):
-            evidence, forensics = gather_evidence(media, src, opts.forensics, warnings)
+            clock.seconds.update(model=result.model_seconds, **src.stage_seconds())
+            with clock("localisation"):
+                score = clip_score(result, result.visual_present, result.audio_present, opts.min_face_coverage)
+                loc = localise(result.tracks, result.visual_present, result.audio_present, opts)
+                segments = [Segment(**asdict(s)) for s in loc.segments]
+            vmask = result.visual_present
+            coverage = float(vmask.mean()) if vmask is not None else 0.0
+            visual_ok = score.visual is not None
+            warnings = quality_warnings(media.info, coverage, visual_ok, src.faces.last_track if src.faces else None)
+            if self.checkpoint_warning:
+                warnings.insert(0, QualityWarning("checkpoint_domain", self.checkpoint_warning))
+            if backend_note:
+                warnings.append(QualityWarning("face_backend", backend_note))
+            faces_info, faces_note = faces_seen(src.faces.last_track if src.faces else None,
+                                                src.faces.track_ids if src.faces else None)
+            if faces_note is not None:
+                warnings.append(faces_note)
+            with clock("forensics"):
+                evidence, forensics = gather_evidence(media, src, opts.forensics, warnings)
+        # the sources close here: a face worker process ran the evidence stage and is done
         with clock("domain"):
             facts = src.domain_facts()
             verdict = judge(score, opts.threshold, opts.real_below, segments, evidence, facts, self.domain,
@@ -354,7 +359,8 @@ class Detector:
                           clock.seconds)
         report = build_report(path, src, result, score, loc, verdict, evidence, forensics, warnings, thumbs, prov,
                               opts.threshold, VERDICT_RULE,
-                              extra={"domain": {"checkpoint": self.domain.to_dict(), "measured": facts.to_dict()}})
+                              extra={"domain": {"checkpoint": self.domain.to_dict(), "measured": facts.to_dict()},
+                                     **({"faces": faces_info} if faces_info is not None else {})})
         log.info("%s", report.summary())
         return report
 

@@ -648,6 +648,12 @@ class Prefetch:
             except queue.Empty:
                 pass
         self._thread.join()
+        while True:  # closed: whatever was left is dropped, and a later next() ends at once
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._q.put(self._DONE)
 
 
 class Media:

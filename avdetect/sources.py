@@ -64,6 +64,11 @@ class FaceStream:
             self._parts.append(part)
             self.end = b
 
+    def drain(self) -> None:
+        """Read the stream to its end (after the last window a face worker sends its evidence)."""
+        for _ in self._chunks:
+            pass
+
     def close(self) -> None:
         """Stop the decoder (the face generator's cleanup kills its ffmpeg)."""
         close = getattr(self._chunks, "close", None)
@@ -133,10 +138,11 @@ class Sources:
             raise MediaError("the file holds no frame and no audio sample to analyse", info.path)
         self.audio_frames = min(n, n_audio) if self.has_audio else 0
         self.faces: FaceStream | None = None
+        self._worker = None  # the face worker process, when faces are tracked in one
         self.face_features = None
         if self.has_video:
-            self.faces = FaceStream(_face_chunks(media, face_backend, chunk_frames, keep_face, face_features, prefetch),
-                                    n, keep_face)
+            chunks, self._worker = _face_chunks(media, face_backend, chunk_frames, keep_face, face_features, prefetch)
+            self.faces = FaceStream(chunks, n, keep_face)
             if face_features:
                 self.face_features = _face_feature_hook(self.faces, media)
         self.audio = AudioStream(media, audio_chunk_s) if self.has_audio else None
@@ -193,6 +199,19 @@ class Sources:
             return None
         return h.acc.result()
 
+    def worker_evidence(self) -> dict | None:
+        """The evidence stage as the face worker process ran it (``{"items", "info"}`` or
+        ``{"error"}``), once it has ended; None when faces were not tracked in a worker or it
+        did not run the stage (forensics not requested, or its face features failed): the
+        caller then runs it here."""
+        if self._worker is None or self.faces is None:
+            return None
+        try:
+            self.faces.drain()
+        except MediaError as err:  # the worker died after the last window: the stage failed
+            return {"error": f"{type(err).__name__}: {err.message}"}
+        return self._worker.evidence
+
     def stage_seconds(self) -> dict[str, float]:
         out = {}
         if self.faces is not None:
@@ -226,21 +245,23 @@ def _face_chunks(media, backend: str, chunk_frames: int, keep_face: bool, face_f
     with the forensic face features computed there too), in a background thread (``"thread"``,
     and for a face backend registered at run time, which a child process cannot build) or in
     line (``"none"``); the windows are the same in all three. Either background form reads one
-    window ahead of the model."""
+    window ahead of the model. Returns (the windows, the :class:`FaceWorker` or None); a worker
+    also runs the evidence stage when ``face_features`` (forensics) is asked."""
     from avdetect.faces import FaceTracker
     from avdetect.faces.worker import BUILTIN_BACKENDS, FaceWorker
 
     if prefetch not in PREFETCH_MODES:
         raise ValueError(f"prefetch must be one of {PREFETCH_MODES}, got {prefetch!r}")
     if prefetch == "process" and backend in BUILTIN_BACKENDS:
-        worker = FaceWorker(media, backend, chunk_frames, keep_face=keep_face, face_features=face_features)
+        worker = FaceWorker(media, backend, chunk_frames, keep_face=keep_face, face_features=face_features,
+                            evidence=face_features)
         # read up to PROCESS_LOOKAHEAD_S ahead, so that the worker does not wait while the model
         # loads (seconds): about 1.1 MB a second of video held (mouth crops, and face crops only
         # where the model reads them)
         depth = max(2, int(PROCESS_LOOKAHEAD_S * 25 / max(1, chunk_frames)))
-        return Prefetch(worker, depth=depth, name="avdetect-faces", interrupt=worker.kill)
+        return Prefetch(worker, depth=depth, name="avdetect-faces", interrupt=worker.kill), worker
     chunks = FaceTracker(backend=backend, crops=True).iter_windows(media, window=chunk_frames)
-    return chunks if prefetch == "none" else Prefetch(chunks, name="avdetect-faces")
+    return (chunks if prefetch == "none" else Prefetch(chunks, name="avdetect-faces")), None
 
 
 def _face_feature_hook(faces: FaceStream, media):

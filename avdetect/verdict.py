@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from avdetect.domain import DomainFacts, check_domain
 from avdetect.media import stream_start_warning
 from avdetect.report.model import ModalityResult, QualityWarning, VerdictReason
@@ -40,6 +42,7 @@ from avdetect.report.model import ModalityResult, QualityWarning, VerdictReason
 MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was trained with
 LOW_RES_SIDE = 240  # source videos whose shorter side is below this get a warning
 SMALL_FACE_FRAC = 0.08  # main face height below this fraction of the frame: warning
+CLOSE_FACE_RATIO = 0.8  # a second face scoring this much of the judged one's persistence x size: a close choice
 
 #: Evidence kinds whose items have a time span and point at a manipulation there (a strong one
 #: the model does not confirm makes an in-domain verdict unknown; see the module docstring).
@@ -177,6 +180,41 @@ def explain(decision: Verdict, p_fake: float, threshold: float, visual: Modality
                 f"model's {readings}; its ranked proposals are in the report, none is flagged.")
     head = {"fake": "Fake", "real": "Real", "unknown": "Unknown"}[decision.verdict]
     return f"{head}: {why}. The model's {readings}; visual: {visual.verdict}, audio: {audio.verdict}."
+
+
+def faces_seen(face_track, track_ids: np.ndarray | None) -> tuple[dict | None, QualityWarning | None]:
+    """Every face the tracker saw and which was judged: the report's ``extra["faces"]`` (None
+    without video) and, when more than one face was seen, a warning that names them all, the
+    judged one (the main speaker frame by frame: persistence x size, see
+    :class:`avdetect.faces.FaceTracker`) and, when the runner-up scores at least
+    :data:`CLOSE_FACE_RATIO` of it, that the choice was close. ``face_track``: the tracker's last
+    :class:`FaceTrack` (its track summaries); ``track_ids``: (n,) the track judged in each frame
+    (-1: none)."""
+    if face_track is None or track_ids is None:
+        return None, None
+    from avdetect.timegrid import frames_to_seconds
+
+    faces = sorted(face_track.faces, key=lambda t: -t.score)
+    ids, counts = np.unique(track_ids[track_ids >= 0], return_counts=True)
+    judged = sorted(((int(i), int(c)) for i, c in zip(ids, counts)), key=lambda ic: -ic[1])
+    info = {"n_faces": len(faces),
+            "judged": [{"track_id": i, "seconds": round(float(frames_to_seconds(c)), 3)} for i, c in judged],
+            "faces": [{"track_id": t.track_id, "start_s": round(float(frames_to_seconds(t.first_frame)), 3),
+                       "end_s": round(float(frames_to_seconds(t.last_frame + 1)), 3), "detections": t.detections,
+                       "mean_height": round(float(t.mean_height), 4), "score": round(float(t.score), 2)} for t in faces]}
+    if len(faces) < 2:
+        return info, None
+    total = max(1, sum(c for _, c in judged))
+    named = "; ".join(f"#{t['track_id']} at {t['start_s']:.1f}-{t['end_s']:.1f} s, {t['mean_height']:.0%} of the frame "
+                      f"height, persistence x size {t['score']:.1f}" for t in info["faces"][:6])
+    more = f" and {len(faces) - 6} more" if len(faces) > 6 else ""
+    which = ", ".join(f"#{i} in {c / total:.0%} of the frames with a face" for i, c in judged) or "none"
+    text = f"{len(faces)} faces were seen ({named}{more}); the face judged: {which}; the others were not examined"
+    main, second = faces[0], faces[1]
+    if second.score >= CLOSE_FACE_RATIO * main.score:
+        text += (f"; the choice was close ({main.score:.1f} vs {second.score:.1f}): the judged face may not be the "
+                 "one speaking")
+    return info, QualityWarning("faces_seen", text)
 
 
 def quality_warnings(info, coverage: float, visual_ok: bool, face_track, min_clip_s: float = MIN_CLIP_S) -> list[QualityWarning]:

@@ -388,7 +388,9 @@ def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
                                ran=["sync", "container"], skipped={"blinks": "too short"})
 
     monkeypatch.setattr("avdetect.forensics.analyze", analyze)
-    r = detector.detect(fake_clip[0], thumbnails=False)
+    # faces in a thread: the stage runs in this process, where the patch is (a face worker
+    # process runs it itself: tests/test_face_worker.py)
+    r = detector.detect(fake_clip[0], thumbnails=False, prefetch="thread")
     assert seen["path"].endswith("fake.mp4")
     assert [e["kind"] for e in r.evidence] == ["sync_span", "container"] and r.forensics["available"]
     assert r.forensics["ran"] == ["sync", "container"] and r.forensics["skipped"] == {"blinks": "too short"}
@@ -398,7 +400,7 @@ def test_forensics_evidence_is_included(detector, fake_clip, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr("avdetect.forensics.analyze", broken)
-    r = detector.detect(fake_clip[0], thumbnails=False)
+    r = detector.detect(fake_clip[0], thumbnails=False, prefetch="thread")
     assert r.evidence == [] and "boom" in r.forensics["error"]
     assert "forensics_failed" in [w.code for w in r.warnings]
 

@@ -217,3 +217,73 @@ def test_default_threads_leave_a_core_to_the_face_tracker(monkeypatch):
     assert api.default_threads() == 3  # 16 cores, 12 busy, one for the face tracker
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 0.0, 0.0))
     assert api.default_threads() == 1
+
+
+def test_the_evidence_stage_runs_in_the_face_worker(clip, checkpoint, monkeypatch):
+    """With faces in a worker process, the worker runs the evidence stage while the model runs:
+    the analysis in this process is not called (here it would fail), and the report has it."""
+    import avdetect.forensics
+    from avdetect.api import Detector
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the analysis ran in the parent")
+
+    monkeypatch.setattr(avdetect.forensics, "analyze", broken)
+    det = Detector.from_pretrained(checkpoint, device="cpu")
+    r = det.detect(clip, prefetch="process")
+    assert r.forensics["error"] is None and r.forensics["ran"] and r.forensics["shared_face_tracking"]
+    assert not [w for w in r.warnings if w.code == "forensics_failed"]
+    r = det.detect(clip, prefetch="thread")  # the same stage in this process: the patched analysis
+    assert "the analysis ran in the parent" in r.forensics["error"]
+
+
+def test_a_closed_prefetch_ends_instead_of_blocking():
+    """A Prefetch closed before its producer finished (its queue never gets the end marker
+    from the producer) ends a later iteration at once: it once blocked detect for ever."""
+    import threading
+
+    from avdetect.media import Prefetch
+
+    release = threading.Event()
+
+    def slow():
+        yield 1
+        release.wait(5)
+        yield 2
+
+    p = Prefetch(slow())
+    assert next(p) == 1
+    release.set()
+    p.close()
+    rest: list = []
+    reader = threading.Thread(target=lambda: rest.extend(p), daemon=True)
+    reader.start()
+    reader.join(2)
+    assert not reader.is_alive(), "iterating a closed Prefetch blocked"
+    assert rest == []
+
+
+def test_a_failed_evidence_stage_in_the_worker_is_recorded(clip, monkeypatch):
+    """The worker's evidence stage failing (here: its analysis raising) is a forensics failure in
+    the report, as one in this process is, never a lost detection."""
+    import avdetect.forensics
+    from avdetect.evidence import gather_evidence
+    from avdetect.faces.worker import _evidence
+    from avdetect.media import load_media
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(avdetect.forensics, "analyze", broken)
+    media = load_media(clip)
+    done = _evidence(media, None)
+    assert done == {"error": "RuntimeError: boom"}
+
+    class Ran:
+        def worker_evidence(self):
+            return done
+
+    warnings: list = []
+    items, info = gather_evidence(media, Ran(), True, warnings)
+    assert items == [] and info["error"] == "RuntimeError: boom"
+    assert [w.code for w in warnings] == ["forensics_failed"]

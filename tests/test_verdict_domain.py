@@ -392,6 +392,19 @@ def test_two_faces_side_by_side_are_unknown(detector, base_clip, work):
                "-map", "0:a", "-c:v", "libx264", "-c:a", "copy", str(src))
     r = detector.detect(src, forensics=False)
     _assert_unknown_for(r, "several_faces")
+    # the report names both faces and the one judged, and says the choice was close (issue 19)
+    faces = r.extra["faces"]
+    assert faces["n_faces"] == 2 and len(faces["faces"]) == 2
+    judged = faces["judged"][0]["track_id"]
+    assert judged in {f["track_id"] for f in faces["faces"]} and faces["judged"][0]["seconds"] > 2.0
+    note = next(w.message for w in r.warnings if w.code == "faces_seen")
+    for f in faces["faces"]:
+        assert f"#{f['track_id']} at " in note
+    assert f"the face judged: #{judged} in " in note and "the choice was close" in note
+    assert all(f["end_s"] <= 3.1 for f in faces["faces"])  # seconds, not frames
+    # one face: named in the report, no warning
+    single = detector.detect(base_clip, forensics=False)
+    assert single.extra["faces"]["n_faces"] == 1 and not [w for w in single.warnings if w.code == "faces_seen"]
 
 
 def test_small_face_is_unknown(checkpoint, base_clip, work):
@@ -573,7 +586,9 @@ def test_strong_span_evidence_makes_an_in_domain_clip_unknown(checkpoint, base_c
                                ran=["sync", "container"])
 
     monkeypatch.setattr("avdetect.forensics.analyze", analyze)
-    r = Detector.from_pretrained(checkpoint, device="cpu", threshold=0.99).detect(base_clip, thumbnails=False)
+    # faces in a thread, so that the evidence stage runs here, where the patch is
+    r = Detector.from_pretrained(checkpoint, device="cpu", threshold=0.99).detect(base_clip, thumbnails=False,
+                                                                               prefetch="thread")
     assert r.fake_probability < 0.99 and r.segments == []
     assert r.verdict == verdict, r.summary()
     assert [x.code for x in r.verdict_reasons] == (["evidence_unconfirmed"] if verdict == "unknown" else ["nothing_found"])

@@ -16,7 +16,7 @@ parent-death signal), stops when its output pipe closes, and is killed by :meth:
 
 **Messages** on the child's stdout, one after another: an 8-byte little-endian length, a JSON
 header ``{"kind", "meta", "arrays": [[name, dtype, shape], ...]}``, then each array's raw bytes
-in that order. Kinds: ``window`` (a FaceTrack; with ``features`` arrays when asked), ``log`` (a
+in that order. Kinds: ``window`` (a FaceTrack; with ``features`` arrays when asked), ``evidence`` (the evidence stage's JSON: :func:`_evidence`), ``log`` (a
 log record, logged here under the child's logger name), ``error`` (an :mod:`avdetect.errors`
 class name and message, raised here as that class), ``done``. Nothing is pickled.
 """
@@ -103,13 +103,19 @@ class FaceWorker:
     features (a dict of arrays, :func:`~avdetect.forensics.features.window_features`) when
     ``face_features`` was asked and they could be computed, else None, and ``forensic_error``:
     why not (None when they were). ``keep_face=False`` drops the face crops once the features
-    are taken (the model does not read them): windows then have ``face`` None."""
+    are taken (the model does not read them): windows then have ``face`` None. With
+    ``evidence``, the child also runs the detection's evidence stage after the last window
+    (:func:`avdetect.forensics.analyze` on the face features it computed, while the parent still
+    runs the model): :attr:`evidence` is then ``{"items", "info"}`` (or ``{"error"}``) once the
+    iteration has ended."""
 
-    def __init__(self, media, backend: str, window: int, *, keep_face: bool = True, face_features: bool = False):
+    def __init__(self, media, backend: str, window: int, *, keep_face: bool = True, face_features: bool = False,
+                 evidence: bool = False):
         if backend not in BUILTIN_BACKENDS:
             raise ValueError(f"face backend {backend!r} is not built in: a child process cannot build it")
         spec = {"media": media.info.to_dict(), "stall_timeout": media.stall_timeout, "backend": backend,
-                "window": int(window), "keep_face": bool(keep_face), "face_features": bool(face_features),
+                "window": int(window), "keep_face": bool(keep_face), "face_features": bool(face_features or evidence),
+                "evidence": bool(evidence),
                 "parent": os.getpid()}
         self._stderr = tempfile.TemporaryFile()  # a file, never a pipe: a chatty child cannot block on it
         self._proc = subprocess.Popen([sys.executable, "-m", "avdetect.faces.worker"], stdin=subprocess.PIPE,
@@ -118,6 +124,7 @@ class FaceWorker:
         self._proc.stdin.close()  # the spec is all the child reads
         self._path = media.info.path
         self._done = False
+        self.evidence: dict | None = None  # the evidence stage's result, once the last window is read
 
     def __iter__(self):
         return self
@@ -136,6 +143,8 @@ class FaceWorker:
             elif kind == "error":
                 self._done = True
                 raise _rebuild_error(meta, self._path)
+            elif kind == "evidence":
+                self.evidence = meta
             elif kind == "done":
                 self._done = True
             elif kind == "window":
@@ -207,6 +216,18 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _evidence(media, face_feats) -> dict:
+    """The detection's evidence stage (:func:`avdetect.evidence.gather_evidence`), run here once
+    the faces are done, while the parent still runs the model: ``{"items", "info"}`` or ``{"error"}``."""
+    from avdetect.forensics import analyze
+
+    try:
+        res = analyze(media, face_track=None, face_feats=face_feats)
+    except Exception as err:  # the parent records it as it records a failure of its own analysis
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"items": res.evidence_dicts(), "info": res.report_dict()}
+
+
 def main() -> int:
     # Ctrl-C is the parent's to handle (it stops this process); a SIGINT sent to the whole group
     # must not end tracking with an error the parent would record against the file
@@ -226,6 +247,11 @@ def main() -> int:
         media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"])
         tracker = FaceTracker(backend=spec["backend"], crops=True)
         features_error = None
+        kept = None
+        if spec.get("evidence"):
+            from avdetect.forensics.features import FaceFeatureAccumulator
+
+            kept = FaceFeatureAccumulator(tuple(media.working_size))
         for part in tracker.iter_windows(media, window=spec["window"]):
             arrays = {k: getattr(part, k) for k in _TRACK_ARRAYS}
             meta = {"start_frame": part.start_frame, "frame_size": list(part.frame_size), "backend": part.backend,
@@ -235,8 +261,11 @@ def main() -> int:
 
                 t0 = time.perf_counter()
                 try:
-                    arrays.update({f"f.{k}": v for k, v in window_features(part).items()})
+                    feats = window_features(part)
+                    arrays.update({f"f.{k}": v for k, v in feats.items()})
                     meta["forensic_seconds"] = time.perf_counter() - t0
+                    if kept is not None:
+                        kept.add_features(part.start_frame, feats)
                 except Exception as err:  # reported to the parent, which falls back (see sources)
                     features_error = f"{type(err).__name__}: {err}"
             if features_error is not None:
@@ -244,6 +273,8 @@ def main() -> int:
             if not spec["keep_face"]:
                 arrays["face"] = None
             _send(out, "window", meta, arrays)
+        if kept is not None and features_error is None:
+            _send(out, "evidence", _evidence(media, kept.result()))
         _send(out, "done")
     except AVDetectError as err:
         _send(out, "error", {"type": type(err).__name__, "message": err.message, "path": err.path})

@@ -152,20 +152,42 @@ def feature_sets(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: int = 
     return [_visual_features(mouth, valid, frames_per_weight)] + ([] if lips is None else [lips])
 
 
+#: Rows of mouth features high-passed at a time (memory stays flat in the clip's length).
+_CHUNK_ROWS = 2048
+
+
+def _highpassed_chunks(flat: np.ndarray, near: np.ndarray):
+    """(start, rows) of ``highpass(flat[near])`` in float32, :data:`_CHUNK_ROWS` rows at a time:
+    each chunk is high-passed with HP_FRAMES rows of context on both sides, so its rows equal
+    those of the whole matrix high-passed at once (to rounding) without ever holding it."""
+    T = len(near)
+    for a in range(0, T, _CHUNK_ROWS):
+        b = min(T, a + _CHUNK_ROWS)
+        lo, hi = max(0, a - HP_FRAMES), min(T, b + HP_FRAMES)
+        h = highpass(flat[near[lo:hi]].astype(np.float32), HP_FRAMES)
+        yield a, h[a - lo: b - lo].astype(np.float32)
+
+
 def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: int = 8) -> np.ndarray:
-    """(T, 2 k): PCA of high-passed lips thumbnails and |frame-to-frame change|."""
+    """(T, 2 k): PCA of high-passed lips thumbnails and |frame-to-frame change| (rows without a
+    face take the nearest face's thumbnail first, so that high-passing does not smear zeros)."""
     T = len(mouth)
-    X = _nearest_filled(mouth.reshape(T, -1).astype(np.float32), valid)
-    X = highpass(X, HP_FRAMES).astype(np.float32)
-    fit_rows = np.flatnonzero(valid)
+    flat = mouth.reshape(T, -1)
+    idx = np.flatnonzero(valid)
+    near = idx[np.clip(np.searchsorted(idx, np.arange(T)), 0, len(idx) - 1)] if len(idx) else np.arange(T)
+    fit_rows = idx
     k = n_components(int(valid.sum()), frames_per_weight)
     if len(fit_rows) > 4000:
         fit_rows = fit_rows[np.linspace(0, len(fit_rows) - 1, 4000).astype(int)]
     if k == 0:
         return np.zeros((T, 2), np.float32)
-    mu = X[fit_rows].mean(0)
-    _, s, vt = np.linalg.svd(X[fit_rows] - mu, full_matrices=False)
-    P = (X - mu) @ vt[:k].T  # (T, k)
+    fit = np.concatenate([h[fit_rows[(fit_rows >= a) & (fit_rows < a + len(h))] - a]
+                          for a, h in _highpassed_chunks(flat, near)])
+    mu = fit.mean(0)
+    _, s, vt = np.linalg.svd(fit - mu, full_matrices=False)
+    P = np.empty((T, k), np.float32)
+    for a, h in _highpassed_chunks(flat, near):
+        P[a: a + len(h)] = (h - mu) @ vt[:k].T  # (rows, k)
     D = np.abs(np.diff(P, axis=0, prepend=P[:1]))
     return np.concatenate([P, D], 1)
 
