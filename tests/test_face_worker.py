@@ -287,3 +287,21 @@ def test_a_failed_evidence_stage_in_the_worker_is_recorded(clip, monkeypatch):
     items, info = gather_evidence(media, Ran(), True, warnings)
     assert items == [] and info["error"] == "RuntimeError: boom"
     assert [w.code for w in warnings] == ["forensics_failed"]
+
+
+def test_a_worker_killed_mid_message_is_a_media_error(clip):
+    """The child killed while it writes a window (out of memory, a signal): the parent sees a
+    cut message, and says the worker stopped, as a MediaError naming the file and the signal."""
+    from avdetect.errors import MediaError
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.media import load_media
+
+    worker = FaceWorker(load_media(clip), "opencv", 25)
+    try:
+        next(worker)
+        time.sleep(0.5)  # the next window (about 2 MB) is being written into the 64 KB pipe
+        worker._proc.send_signal(signal.SIGKILL)
+        with pytest.raises(MediaError, match="exited with code -9"):
+            list(worker)
+    finally:
+        worker.close()

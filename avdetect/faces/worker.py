@@ -133,7 +133,10 @@ class FaceWorker:
         from avdetect.faces.tracking import FaceTrack, TrackSummary
 
         while not self._done:
-            msg = _receive(self._proc.stdout)
+            try:
+                msg = _receive(self._proc.stdout)
+            except EOFError:  # killed mid-message (out of memory, a signal): as if it ended there
+                msg = None
             if msg is None:
                 self._done = True
                 raise self._died()
