@@ -63,13 +63,17 @@ REPORTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict[str, Path]:
+def make_corpus(folder: Path, names: set[str]) -> dict[str, Path]:
+    """``{name: path}`` of the corpus inputs ``names``, made in ``folder`` (also used by the service's test)."""
     spec = importlib.util.spec_from_file_location("bench_bad_inputs", ROOT / "benchmarks" / "bench_bad_inputs.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    made, _ = bench.build_corpus(tmp_path_factory.mktemp("bad_inputs"), set(ERRORS) | set(REPORTS) | {"bit_flips.mp4"})
-    return made
+    return bench.build_corpus(folder, names)[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    return make_corpus(tmp_path_factory.mktemp("bad_inputs"), set(ERRORS) | set(REPORTS) | {"bit_flips.mp4"})
 
 
 @pytest.fixture(scope="module")

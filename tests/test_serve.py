@@ -281,6 +281,36 @@ def test_bad_files_are_4xx_with_the_cli_message(server, work, media_root, checkp
     assert not any((server.db.parent / "uploads").iterdir())  # refused uploads leave nothing behind
 
 
+def test_the_bad_input_corpus_through_the_service(server, work):
+    """Issue 18's corpus (tests/test_bad_inputs.py) uploaded as a user would: what cannot be read
+    is a 422 naming its error class, what can is a finished job whose report carries the same
+    warnings and verdict reasons as ``detect`` gives the file."""
+    from test_bad_inputs import ERRORS, REPORTS, make_corpus
+
+    unreadable = ["empty.mp4", "random_bytes.mp4", "text.mp4", "truncated_half.mp4", "truncated_4k.mp4", "no_moov.mp4",
+                  "subtitles_only.mkv"]
+    readable = ["audio_only.wav", "video_only.mp4", "vfr.mp4", "late_audio.mp4", "still.png", "mpeg1.mpg"]
+    (work / "corpus").mkdir(exist_ok=True)
+    made = make_corpus(work / "corpus", set(unreadable) | set(readable))
+    with server.client() as c:
+        for name in unreadable:
+            r = upload(c, made[name])
+            assert r.status_code == 422, (name, r.text)
+            assert r.json()["error_type"] == ERRORS[name][0] and ERRORS[name][1] in r.json()["error"], (name, r.text)
+        jobs = {}
+        for name in readable:
+            r = upload(c, made[name])
+            assert r.status_code == 202, (name, r.text)
+            jobs[name] = r.json()["id"]
+        for name, job in jobs.items():
+            done = wait_for(c, job)
+            assert done["state"] == "done", (name, done)
+            warned, reasons = REPORTS[name]
+            assert warned <= {w["code"] for w in done["report"]["warnings"]}, (name, done["report"]["warnings"])
+            assert reasons <= {x["code"] for x in done["report"]["verdict_reasons"]}, name
+    assert "Traceback" not in server.log_text()
+
+
 def test_limits_are_413(server, work):
     big = work / "big.mp4"
     big.write_bytes(os.urandom(2 * 2**20))  # over the 1.5 MiB limit
