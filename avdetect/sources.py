@@ -137,6 +137,10 @@ class Sources:
         if n < 1:
             raise MediaError("the file holds no frame and no audio sample to analyse", info.path)
         self.audio_frames = min(n, n_audio) if self.has_audio else 0
+        # a stream that starts late is padded up to its start (silence; the first picture held):
+        # those frames are not the stream's, so the model and the report see them as missing
+        self.audio_from = _first_frame(info, "audio")
+        self.video_from = _first_frame(info, "video")
         self.faces: FaceStream | None = None
         self._worker = None  # the face worker process, when faces are tracked in one
         self.face_features = None
@@ -156,12 +160,15 @@ class Sources:
         w = WindowInputs(start=s, length=e - s)
         if self.faces is not None:
             w.mouth, w.face, w.valid = self.faces.window(s, e)
+            if s < self.video_from:
+                w.valid = w.valid & (np.arange(s, e) >= self.video_from)
             t0 = time.perf_counter()
             self.meter.add_mouths(s, w.mouth, w.valid, self.faces.mouth_boxes[s:e])
             self.meter_seconds += time.perf_counter() - t0
         if self.audio is not None:
             w.audio = self.audio.samples(frame_to_sample(s), frame_to_sample(e))
-            w.audio_valid = np.arange(s, e) < self.audio_frames
+            frames = np.arange(s, e)
+            w.audio_valid = (frames < self.audio_frames) & (frames >= self.audio_from)
             self.audio_level[s:e] = np.abs(w.audio).reshape(e - s, SAMPLES_PER_FRAME).max(axis=1)
             t0 = time.perf_counter()
             self.meter.add_audio(frame_to_sample(s), w.audio)
@@ -231,6 +238,15 @@ class Sources:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _first_frame(info, kind: str) -> int:
+    """The first 25 fps frame not wholly before the start of the ``kind`` stream (0 unless the
+    stream starts a frame or more after the container)."""
+    from avdetect.timegrid import FPS
+
+    stream = next((st for st in info.streams if st.kind == kind), None)
+    return int(np.floor(stream.start * FPS + 1e-6)) if stream is not None else 0
 
 
 #: Where faces are tracked while the model runs (:class:`avdetect.api.DetectOptions` ``prefetch``).

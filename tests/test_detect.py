@@ -239,6 +239,24 @@ def test_vfr_is_said_once_and_a_late_audio_start_is_warned(detector, fake_clip, 
     assert len(late) == 1 and late[0].startswith(("the audio starts 1.4", "the audio starts 1.5")), late
     sync = [e for e in d["evidence"] if "audio_start_minus_video_start_s" in (e.get("value") or {})]
     assert sync and abs(sync[0]["value"]["audio_start_minus_video_start_s"] - 1.5) < 0.1  # was 0: never measured
+    # the padded silence before the audio's start is not audio to the model: those frames are
+    # unobserved in every audio track (they were scored as silence against a moving mouth)
+    audio = d["tracks"]["audio"]
+    assert all(v is None for v in audio[:35]) and all(v is not None for v in audio[40:60]), audio[:60]
+    assert all(v is None for v in d["tracks"]["sync"][:35])
+
+
+def test_a_late_video_start_is_unobserved_until_the_video_starts(detector, fake_clip, work):
+    """Video starting 1.5 s after the audio: the decoder holds its first picture until then, a
+    still face that is not the video's; those frames are no face to the model and the report."""
+    src = work / "late_video.mp4"
+    run_ffmpeg("-itsoffset", "1.5", "-t", "2.5", "-i", str(fake_clip[0]), "-t", "4", "-i", str(fake_clip[0]),
+               "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-c:a", "aac", str(src))
+    d = detector.detect(src, thumbnails=False, forensics=False).to_dict()
+    assert [w["code"] for w in d["warnings"] if w["code"] == "stream_start_offset"] == ["stream_start_offset"]
+    visual = d["tracks"]["visual"]
+    assert all(v is None for v in visual[:35]) and any(v is not None for v in visual[40:80]), visual[:80]
+    assert d["tracks"]["face"][:35] == [0] * 35
 
 
 def test_no_face_low_resolution(detector, work):
