@@ -23,7 +23,8 @@ from avdetect.domain import DomainFacts, DomainMeter
 from avdetect.errors import MediaError
 from avdetect.inference import WindowInputs
 from avdetect.media import Prefetch
-from avdetect.timegrid import SAMPLES_PER_FRAME, frame_to_sample, n_samples_for_duration, samples_to_seconds
+from avdetect.timegrid import (SAMPLES_PER_FRAME, frame_to_sample, n_samples_for_duration, samples_to_seconds,
+                               seconds_to_frame)
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +244,8 @@ class Sources:
 def _first_frame(info, kind: str) -> int:
     """The first 25 fps frame not wholly before the start of the ``kind`` stream (0 unless the
     stream starts a frame or more after the container)."""
-    from avdetect.timegrid import FPS
-
     stream = next((st for st in info.streams if st.kind == kind), None)
-    return int(np.floor(stream.start * FPS + 1e-6)) if stream is not None else 0
+    return seconds_to_frame(stream.start) if stream is not None else 0
 
 
 #: Where faces are tracked while the model runs (:class:`avdetect.api.DetectOptions` ``prefetch``).
@@ -274,7 +273,7 @@ def _face_chunks(media, backend: str, chunk_frames: int, keep_face: bool, face_f
         # read up to PROCESS_LOOKAHEAD_S ahead, so that the worker does not wait while the model
         # loads (seconds): about 1.1 MB a second of video held (mouth crops, and face crops only
         # where the model reads them)
-        depth = max(2, int(PROCESS_LOOKAHEAD_S * 25 / max(1, chunk_frames)))
+        depth = max(2, seconds_to_frame(PROCESS_LOOKAHEAD_S) // max(1, chunk_frames))
         return Prefetch(worker, depth=depth, name="avdetect-faces", interrupt=worker.kill), worker
     chunks = FaceTracker(backend=backend, crops=True).iter_windows(media, window=chunk_frames)
     return (chunks if prefetch == "none" else Prefetch(chunks, name="avdetect-faces")), None

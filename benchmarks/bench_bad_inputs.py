@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from avdetect.media import ffmpeg_exe  # noqa: E402
+from avdetect.timegrid import frames_to_seconds, seconds_to_frame  # noqa: E402
 
 MEDIA = {".mp4", ".mov", ".mpg", ".mkv", ".avi"}
 
@@ -114,7 +115,10 @@ def build_corpus(folder: Path, only: set[str] | None) -> tuple[dict[str, Path], 
         enc("subtitles_only.mkv", "-c:s", "srt", inputs=("-i", str(folder / "s.srt")))
     enc("one_frame.mp4", "-frames:v", "1", "-an")
     enc("two_seconds.mp4", "-t", "2", "-c", "copy")
-    enc("vfr.mp4", "-vf", "setpts='if(lt(N,50),N/25,2+(N-50)/12.5)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+    # 2 s at the grid's rate, then at half of it
+    two_s, step = seconds_to_frame(2.0), frames_to_seconds(1)
+    enc("vfr.mp4", "-vf", f"setpts='if(lt(N,{two_s}),N*{step:g},2+(N-{two_s})*{2 * step:g})/TB'", "-fps_mode", "vfr",
+        "-c:v", "libx264",
         "-c:a", "aac")
     enc("late_audio.mp4", "-map", "0:v", "-map", "1:a", "-c", "copy",
         inputs=("-i", str(src), "-itsoffset", "3", "-i", str(src)))

@@ -170,13 +170,14 @@ def bare_forward(seconds: float) -> float:
     import torch
 
     from avdetect.api import Detector, default_threads
-    from avdetect.inference import window_starts, default_hop
+    from avdetect.inference import default_hop, window_starts
+    from avdetect.timegrid import seconds_to_frame
 
     det = Detector.from_pretrained(None, device="cpu")
     torch.set_num_threads(default_threads())
     m = det.model
     T = int(m.config.window_frames)
-    n = int(round(seconds * 25))
+    n = seconds_to_frame(seconds)
     windows = len(window_starts(n, T, default_hop(T)))
     mouth = torch.randint(0, 255, (1, T, 3, 96, 96), dtype=torch.uint8)
     audio = torch.randn(1, T * 640) * 0.1

@@ -195,7 +195,9 @@ def test_upload_report_equals_detect(server, clip, checkpoint):
         served = done["report"]
         validate_report(served)
         assert served["file"] == "clip.mp4"  # as the client named it
-        expected = avdetect.detect(clip, checkpoint=checkpoint, device="cpu").to_dict()
+        # the service passes the command line's default threads, recorded among the parameters
+        expected = avdetect.detect(clip, checkpoint=checkpoint, device="cpu",
+                                   threads=served["provenance"]["parameters"]["threads"]).to_dict()
         assert _comparable(served) == _comparable(expected)
         assert served["provenance"]["sha256"] == expected["provenance"]["sha256"]
 
@@ -262,7 +264,7 @@ def test_bad_files_are_4xx_with_the_cli_message(server, work, media_root, checkp
             assert r.status_code == 403, (given, r.text)
             assert r.json()["error"] == f"{given}: outside the media root; only files under it may be submitted by path"
         r = c.post("/v1/detections", json={"path": "sub"})
-        assert r.status_code == 404 and r.json()["error"] == "sub: not a regular file"
+        assert r.status_code == 404 and r.json()["error"] == "sub: not a regular file (a folder)"
         # malformed requests
         assert c.post("/v1/detections", json={"file": "x"}).status_code == 400
         assert c.post("/v1/detections", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400

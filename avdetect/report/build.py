@@ -29,31 +29,40 @@ def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
 
 
 def thumbnails(media, segments: list[Segment], valid: np.ndarray, boxes: np.ndarray | None) -> list[Thumbnail]:
-    """One JPEG face crop per flagged segment, at its middle (nearest frame with a face)."""
+    """One JPEG face crop per flagged segment, at its middle (nearest frame with a face). Each is
+    one seek of its own; they run a few at a time (ffmpeg and the JPEG encoder release the
+    interpreter), in the segments' order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not segments:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(len(segments), os.cpu_count() or 1, 4))) as pool:
+        return list(pool.map(lambda ks: _thumbnail(media, ks[0], ks[1], valid, boxes), enumerate(segments)))
+
+
+def _thumbnail(media, k: int, seg: Segment, valid: np.ndarray, boxes: np.ndarray | None) -> Thumbnail:
     import cv2
 
     from avdetect.faces.crops import crop, face_crop_box
 
-    out: list[Thumbnail] = []
-    for k, seg in enumerate(segments):
-        a = seconds_to_frame(seg.start_s)
-        b = min(max(a + 1, seconds_to_frame(seg.end_s)), len(valid))
-        mid = (a + b) // 2
-        inside = np.flatnonzero(valid[a:b]) + a
-        i = int(inside[np.argmin(np.abs(inside - mid))]) if len(inside) else min(mid, len(valid) - 1)
-        frame = next(media.iter_frames(start=i, stop=i + 1))
-        if boxes is not None and valid[i]:
-            img = crop(frame, face_crop_box(boxes[i]), THUMBNAIL_FACE_PX)
-        else:  # no face: the whole frame, small
-            h, w = frame.shape[:2]
-            s = THUMBNAIL_FRAME_PX / max(h, w)
-            img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            raise MediaError(f"could not encode a thumbnail of frame {i}", media.info.path)
-        out.append(Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3),
-                             jpeg_base64=base64.b64encode(buf.tobytes()).decode("ascii")))
-    return out
+    a = seconds_to_frame(seg.start_s)
+    b = min(max(a + 1, seconds_to_frame(seg.end_s)), len(valid))
+    mid = (a + b) // 2
+    inside = np.flatnonzero(valid[a:b]) + a
+    i = int(inside[np.argmin(np.abs(inside - mid))]) if len(inside) else min(mid, len(valid) - 1)
+    frame = next(media.iter_frames(start=i, stop=i + 1))
+    if boxes is not None and valid[i]:
+        img = crop(frame, face_crop_box(boxes[i]), THUMBNAIL_FACE_PX)
+    else:  # no face: the whole frame, small
+        h, w = frame.shape[:2]
+        s = THUMBNAIL_FRAME_PX / max(h, w)
+        img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise MediaError(f"could not encode a thumbnail of frame {i}", media.info.path)
+    return Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3),
+                     jpeg_base64=base64.b64encode(buf.tobytes()).decode("ascii"))
 
 
 def provenance(media, detector, parameters: dict, started_at: str, run_time_s: float,
