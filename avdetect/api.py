@@ -13,14 +13,16 @@ report's ``provenance.stage_seconds`` times them:
 
 1. **inspect** -- :func:`avdetect.media.load_media` reads the container (no pixels decoded yet).
 2. **sources** -- :func:`avdetect.sources.open_sources`: faces tracked window by window in a
-   background thread, audio decoded in chunks; only the current window (plus one hop) is held,
-   so memory does not grow with the video's length beyond a few floats per frame.
+   child process (:mod:`avdetect.faces.worker`, up to a minute of video ahead; it also runs the
+   evidence stage once its windows are out), audio decoded in chunks; memory does not grow with
+   the video's length beyond a few hundred bytes per frame.
 3. **windows** -- :func:`avdetect.inference.run_windows`: the model over overlapping windows,
    stitched into per-frame tracks, and the clip score (:func:`avdetect.inference.clip_score`, the
    report's ``fake_probability``: the same engine and score evaluation and calibration use).
 4. **localise** -- :func:`avdetect.localization.localise`: ranked proposals per stream, and the
    segments whose frames look fake on average (``>= threshold``) flagged.
-5. **evidence** -- :func:`avdetect.evidence.gather_evidence`: training-free forensics.
+5. **evidence** -- :func:`avdetect.evidence.gather_evidence`: training-free forensics (the face
+   worker's result, when it ran them).
 6. **verdict** -- :func:`avdetect.verdict.judge`: the domain checks, the stream results and the
    verdict rule (:data:`avdetect.verdict.VERDICT_RULE`, recorded in every report).
 7. **report** -- :mod:`avdetect.report.build`: thumbnails of flagged segments, provenance, the
