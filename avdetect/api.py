@@ -81,8 +81,10 @@ class DetectOptions:
     prefetch: where faces are tracked while the model runs: ``"process"`` (default: a child
         process, beside the model on another core), ``"thread"`` or ``"none"`` (in line); the
         results are the same (:func:`avdetect.sources._face_chunks`).
-    threads: torch CPU threads for the model, set when a detection starts (None: leave torch's
-        setting; the command line passes :func:`default_threads`).
+    threads: torch CPU threads for the model, set when a detection starts, and one more once a
+        face worker process has finished its work while windows remain (its core is then free),
+        where the machine has that core (None: leave torch's setting; the command line passes
+        :func:`default_threads`).
     """
 
     threshold: float = 0.5
@@ -124,15 +126,19 @@ class DetectOptions:
 MAX_DEFAULT_THREADS = 8
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Torch threads for the model on this machine now: the cores this process may use, less
     one for the face tracker's process and less those the load average says are busy, between
     1 and :data:`MAX_DEFAULT_THREADS`. On a 2-core machine that is 1 (measured: torch's default
     of 2 there fights the face tracker and ffmpeg, and on a busy machine ran the model 8x slower)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
+    cores = _usable_cores()
     try:
         busy = int(os.getloadavg()[0])
     except OSError:  # load average not available
@@ -317,14 +323,19 @@ class Detector:
         with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
             with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile
                 model = self.model
+            spare = False  # a core to take once the face worker has finished
             if opts.threads is not None:
                 import torch
 
                 torch.set_num_threads(opts.threads)
+                spare = opts.prefetch == "process" and opts.threads < _usable_cores()
             engine = WindowEngine(model, src.n_frames, hop=opts.hop, device=self.device)
             with tqdm(total=src.n_frames, unit="frame", desc=Path(media.info.path).name[:30], disable=quiet,
                       leave=False) as bar:
                 for window in src.windows(engine.starts(), engine.window, progress=bar.update):
+                    if spare and src.worker_finished():
+                        torch.set_num_threads(opts.threads + 1)
+                        spare = False
                     engine.add(window)
                 result = engine.result()
             clock.seconds.update(model=result.model_seconds, **src.stage_seconds())

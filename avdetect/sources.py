@@ -207,6 +207,10 @@ class Sources:
             return None
         return h.acc.result()
 
+    def worker_finished(self) -> bool:
+        """Faces are tracked in a worker process that has finished all its work (its core is free)."""
+        return self._worker is not None and self._worker.finished
+
     def worker_evidence(self) -> dict | None:
         """The evidence stage as the face worker process ran it (``{"items", "info"}`` or
         ``{"error"}``), once it has ended; None when faces were not tracked in a worker or it

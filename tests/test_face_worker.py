@@ -305,3 +305,23 @@ def test_a_worker_killed_mid_message_is_a_media_error(clip):
             list(worker)
     finally:
         worker.close()
+
+
+def test_the_model_takes_the_face_workers_core_once_it_has_finished(clip, checkpoint, monkeypatch):
+    """threads=N while the face worker runs; N + 1 for the windows left once it has finished
+    (where the machine has the core); faces in a thread never free one."""
+    import torch
+
+    from avdetect import api, sources
+    from avdetect.api import Detector
+
+    monkeypatch.setattr(api, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(sources.Sources, "worker_finished", lambda self: True)
+    det = Detector.from_pretrained(checkpoint, device="cpu", forensics=False, thumbnails=False)
+    det.detect(clip, threads=1, prefetch="process")
+    assert torch.get_num_threads() == 2
+    det.detect(clip, threads=1, prefetch="thread")
+    assert torch.get_num_threads() == 1
+    monkeypatch.setattr(api, "_usable_cores", lambda: 1)  # no core to take
+    det.detect(clip, threads=1, prefetch="process")
+    assert torch.get_num_threads() == 1

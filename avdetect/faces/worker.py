@@ -164,6 +164,11 @@ class FaceWorker:
                 raise RuntimeError(f"face worker sent an unknown message {kind!r}")
         raise StopIteration
 
+    @property
+    def finished(self) -> bool:
+        """The child has sent everything (its last window and, when asked, the evidence): its core is free."""
+        return self._done
+
     def _died(self) -> Exception:
         from avdetect.errors import MediaError
 
