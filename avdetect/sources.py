@@ -263,8 +263,8 @@ def _face_chunks(media, backend: str, chunk_frames: int, keep_face: bool, face_f
     default: :class:`avdetect.faces.worker.FaceWorker`, beside the model on another core and
     with the forensic face features computed there too), in a background thread (``"thread"``,
     and for a face backend registered at run time, which a child process cannot build) or in
-    line (``"none"``); the windows are the same in all three. Either background form reads one
-    window ahead of the model. Returns (the windows, the :class:`FaceWorker` or None); a worker
+    line (``"none"``); the windows are the same in all three. The thread reads one window ahead
+    of the model, the process up to :data:`PROCESS_LOOKAHEAD_S` of video. Returns (the windows, the :class:`FaceWorker` or None); a worker
     also runs the evidence stage when ``face_features`` (forensics) is asked."""
     from avdetect.faces import FaceTracker
     from avdetect.faces.worker import BUILTIN_BACKENDS, FaceWorker
