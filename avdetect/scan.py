@@ -208,27 +208,6 @@ def _worker_init(checkpoint, device, options: dict, threads: int) -> None:
     _WORKER_DETECTOR = Detector.from_pretrained(checkpoint, device=device, **options)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: ask the kernel to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``),
-    so pool workers (each holding a model, about 0.5 GB) never outlive a killed scan; elsewhere,
-    or if the call fails, nothing changes (a warning is logged). Exits at once if the parent is
-    already gone."""
-    import sys
-
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
-                log.warning("PR_SET_PDEATHSIG failed (errno %d): this worker may outlive its parent", ctypes.get_errno())
-        except (OSError, AttributeError) as err:
-            log.warning("PR_SET_PDEATHSIG unavailable (%s): this worker may outlive its parent", err)
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
-
-
 def _pool_worker_init(parent_pid: int, checkpoint, device, options: dict, threads: int) -> None:
     """Initialiser of the local pool's workers: die with the scan and leave Ctrl-C to it (the
     parent stops the workers; a SIGINT sent to the whole group would otherwise print a
@@ -238,11 +217,13 @@ def _pool_worker_init(parent_pid: int, checkpoint, device, options: dict, thread
 
     from tqdm import tqdm
 
+    from avdetect._process import die_with_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # tqdm's default lock is a named multiprocessing semaphore: one left by a killed worker makes
     # the resource tracker warn at exit; workers draw no bars, a thread lock is enough
     tqdm.set_lock(threading.RLock())
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     _worker_init(checkpoint, device, options, threads)
 
 
@@ -430,7 +411,7 @@ def _run_pool(todo, take, summary: ScanSummary, out: Path, *, workers: int, chec
     resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error, not N broken workers
     ctx = mp.get_context("spawn")
     ckpt = None if checkpoint is None else str(checkpoint)
-    # workers are started from this (the calling) thread and die with this process (_die_with_parent)
+    # workers are started from this (the calling) thread and die with this process (avdetect._process.die_with_parent)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_worker_init,
                                initargs=(os.getpid(), ckpt, device, options, 1))
     try:

@@ -35,6 +35,17 @@ def run_ffmpeg(*args: str) -> None:
         raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
+def wait_for_lines(proc, path: Path, lines: int = 1, timeout: float = 240, poll: float = 0.05) -> None:
+    """Wait until ``path`` holds ``lines`` complete lines, ``proc`` has ended, or ``timeout`` s."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and path.read_text().count("\n") >= lines:
+            return
+        time.sleep(poll)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module (two threads on a loaded 2-core machine are slower)."""

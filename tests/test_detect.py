@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HTMLCollector, run_ffmpeg, tiny_checkpoint
+from conftest import HTMLCollector, run_ffmpeg, tiny_checkpoint, wait_for_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_SEGMENTS = [(1.0, 2.0), (3.6, 4.8)]
@@ -621,11 +621,7 @@ def test_cli_scan_survives_kill(checkpoint, fake_clip, work, capsys):
                              "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if out.exists() and out.read_text().count("\n") >= 1:
-                break
-            time.sleep(0.05)
+        wait_for_lines(proc, out)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -661,11 +657,7 @@ def test_cli_scan_ctrl_c_stops_at_once_and_keeps_its_results(checkpoint, fake_cl
                              "--workers", "2", "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if out.exists() and out.read_text().count("\n") >= 1:
-                break
-            time.sleep(0.05)
+        wait_for_lines(proc, out)
         assert proc.poll() is None, "the scan ended before it could be interrupted"
         t0 = time.time()
         (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)

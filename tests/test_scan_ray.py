@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ffmpeg, tiny_checkpoint
+from conftest import run_ffmpeg, tiny_checkpoint, wait_for_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -218,11 +218,7 @@ def test_ray_scan_resumes_after_the_driver_is_killed(ray_cluster, corpus, checkp
                              str(checkpoint), "--no-forensics"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            if out.exists() and out.read_text().count("\n") >= 1:
-                break
-            time.sleep(0.02)
+        wait_for_lines(proc, out, timeout=180, poll=0.02)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)  # the driver dies mid-scan

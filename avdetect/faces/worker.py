@@ -214,16 +214,6 @@ class _Forward(logging.Handler):
         _send(self.out, "log", {"name": record.name, "level": record.levelno, "message": record.getMessage()})
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was set
-        os._exit(1)
-
-
 def _evidence(media, face_feats) -> dict:
     """The detection's evidence stage (:func:`avdetect.evidence.gather_evidence`), run here once
     the faces are done, while the parent still runs the model: ``{"items", "info"}`` or ``{"error"}``."""
@@ -241,7 +231,9 @@ def main() -> int:
     # must not end tracking with an error the parent would record against the file
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec = json.loads(sys.stdin.readline())
-    _die_with_parent(int(spec["parent"]))
+    from avdetect._process import die_with_parent
+
+    die_with_parent(int(spec["parent"]))
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed by a library goes to stderr, never into the messages
     root = logging.getLogger()

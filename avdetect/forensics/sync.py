@@ -116,11 +116,16 @@ def n_components(n_frames: int, frames_per_weight: int = 8) -> int:
 def _nearest_filled(X: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Rows of X where ``ok`` is False replaced by the nearest row where it is True (so that
     high-passing does not smear zeros or NaN); X itself when no row is ok."""
-    if not ok.any():
-        return X
+    return X[_nearest_rows(ok)] if ok.any() else X
+
+
+def _nearest_rows(ok: np.ndarray) -> np.ndarray:
+    """(T,) for each row, the first row at or after it where ``ok`` (the last such row past it);
+    every row itself when none is ok."""
     idx = np.flatnonzero(ok)
-    near = idx[np.clip(np.searchsorted(idx, np.arange(len(X))), 0, len(idx) - 1)]
-    return X[near]
+    if not len(idx):
+        return np.arange(len(ok))
+    return idx[np.clip(np.searchsorted(idx, np.arange(len(ok))), 0, len(idx) - 1)]
 
 
 def lip_aperture_features(shape: np.ndarray | None, valid: np.ndarray) -> np.ndarray | None:
@@ -173,9 +178,8 @@ def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: in
     face take the nearest face's thumbnail first, so that high-passing does not smear zeros)."""
     T = len(mouth)
     flat = mouth.reshape(T, -1)
-    idx = np.flatnonzero(valid)
-    near = idx[np.clip(np.searchsorted(idx, np.arange(T)), 0, len(idx) - 1)] if len(idx) else np.arange(T)
-    fit_rows = idx
+    near = _nearest_rows(valid)
+    fit_rows = np.flatnonzero(valid)
     k = n_components(int(valid.sum()), frames_per_weight)
     if len(fit_rows) > 4000:
         fit_rows = fit_rows[np.linspace(0, len(fit_rows) - 1, 4000).astype(int)]
