@@ -197,7 +197,7 @@ def _load_model(path: Path, device: str | None) -> tuple:
     from avdetect.models import AVDetector
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return AVDetector.from_pretrained(path, map_location=device), device
+    return AVDetector.from_pretrained(path, map_location=device, inference_only=True), device
 
 
 class Detector:

@@ -4,6 +4,9 @@
   init) or loaded from a local folder with ``from_pretrained(local_dir, local_files_only=True)``
   (never a hub id). Options: freeze it entirely, freeze only its convolutional feature
   encoder, and take a learned softmax-weighted sum of all hidden layers instead of the last.
+  A model loaded only to predict (``AVDetector.from_pretrained(..., inference_only=True)``)
+  runs the same network and weights as :class:`~avdetect.models.wav2vec2.Wav2Vec2Inference`,
+  which does not import ``transformers`` (about 5 s of CPU at every cold start).
   Its 50 Hz output (frame ``j`` centred near sample ``320 j + 200``) is put on the 25 Hz grid
   by pairing frames ``2 i`` and ``2 i + 1`` (the last missing one repeats its neighbour) and
   projecting the concatenated pair, which keeps the 20 ms detail instead of averaging it away.
@@ -34,12 +37,21 @@ from avdetect.timegrid import SAMPLES_PER_FRAME
 logger = logging.getLogger(__name__)
 
 
-def _build_wav2vec2(cfg: AudioConfig):
+def _build_wav2vec2(cfg: AudioConfig, inference_only: bool = False):
     """Return a ``Wav2Vec2Model`` from ``cfg.pretrained_dir`` (local) or ``cfg.wav2vec2``.
 
     LayerDrop is switched off when the layer-weighted sum is used: a dropped layer would
-    change the number of hidden states from step to step.
+    change the number of hidden states from step to step. ``inference_only``: the same network
+    as :class:`~avdetect.models.wav2vec2.Wav2Vec2Inference` (no ``transformers`` import) when it
+    covers ``cfg.wav2vec2`` and no pretrained folder is to be read.
     """
+    if inference_only and not cfg.pretrained_dir:
+        from avdetect.models.wav2vec2 import Wav2Vec2Inference, unsupported
+
+        reason = unsupported(cfg.wav2vec2)
+        if reason is None:
+            return Wav2Vec2Inference(cfg.wav2vec2)
+        logger.info("wav2vec2 built with transformers: the inference copy does not cover %s", reason)
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     extra = {"layerdrop": 0.0} if cfg.layer_weighted_sum else {}
@@ -75,10 +87,10 @@ def wav2vec2_config_dict(model) -> dict:
 class AudioEncoder(nn.Module):
     """Per-frame audio features ``(B, T, dim)`` from a 16 kHz waveform ``(B, T * 640)``."""
 
-    def __init__(self, cfg: AudioConfig):
+    def __init__(self, cfg: AudioConfig, inference_only: bool = False):
         super().__init__()
         self.cfg = cfg
-        self.wav2vec2 = _build_wav2vec2(cfg)
+        self.wav2vec2 = _build_wav2vec2(cfg, inference_only)
         w2v_cfg = self.wav2vec2.config
         if cfg.pretrained_dir:
             # record the loaded architecture so that a checkpoint rebuilds it without the folder

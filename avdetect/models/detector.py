@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from avdetect._version import __version__
 from avdetect.errors import CheckpointError, ConfigError, ModelInputError
@@ -95,15 +96,30 @@ class DetectorOutput:
         return DetectorOutput(**{k: v.detach() for k, v in self.to_dict().items()})
 
 
+class _SkipInit(TorchFunctionMode):
+    """``torch.nn.init`` functions leave their tensor as it is: on the meta device there are no
+    values to fill, and torch fills meta tensors through its Python reference ops, whose first
+    call imports ``torch._dynamo`` (about a second of start-up)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor):
+                return tensor
+        return func(*args, **kwargs)
+
+
 class AVDetector(nn.Module):
     """Joint audio-visual deepfake detector and localiser (see the module docstring)."""
 
-    def __init__(self, config: DetectorConfig):
+    def __init__(self, config: DetectorConfig, inference_only: bool = False):
         super().__init__()
         self.config = copy.deepcopy(config)
         cfg = self.config
         self.visual = build_visual_encoder(cfg.visual)  # cfg.visual.arch
-        self.audio = AudioEncoder(cfg.audio)  # records a loaded wav2vec2 config in cfg.audio
+        # records a loaded wav2vec2 config in cfg.audio; inference_only: see from_pretrained
+        self.audio = AudioEncoder(cfg.audio, inference_only=inference_only)
         self.sync = LipSyncCrossAttention(cfg.sync, cfg.visual.dim, cfg.audio.dim)
         fc = cfg.fusion
         d = fc.dim
@@ -241,15 +257,15 @@ class AVDetector(nn.Module):
         return out
 
     @classmethod
-    def _check_size(cls, config: DetectorConfig, config_file: Path, weights: Path) -> None:
+    def _check_size(cls, config: DetectorConfig, config_file: Path, weights: Path, inference_only: bool) -> None:
         """Refuse a config that does not build, or that describes far more weights than the
         weights file holds (a tampered config: allocating it would exhaust memory), before any
         memory is allocated: the network is built on the meta device (shapes only)."""
         import copy
 
         try:
-            with torch.device("meta"):
-                probe = cls(copy.deepcopy(config))
+            with torch.device("meta"), _SkipInit():
+                probe = cls(copy.deepcopy(config), inference_only=inference_only)
         except (ConfigError, TypeError, ValueError, ZeroDivisionError, AttributeError, RuntimeError) as err:
             raise CheckpointError(f"invalid model config: {type(err).__name__}: {str(err).splitlines()[0]}",
                                   config_file) from err
@@ -261,10 +277,15 @@ class AVDetector(nn.Module):
                                   config_file)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "AVDetector":
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu",
+                        inference_only: bool = False) -> "AVDetector":
         """Rebuild the model from ``config.json`` and load ``model.safetensors`` exactly.
 
-        ``path`` is the checkpoint folder or its ``model.safetensors``. Raises
+        ``path`` is the checkpoint folder or its ``model.safetensors``. ``inference_only``: a
+        model that only predicts (the detection API's): its wav2vec2 is
+        :class:`~avdetect.models.wav2vec2.Wav2Vec2Inference`, the same network and weights
+        without importing ``transformers`` (about 5 s of CPU at start-up), and ``train()`` is
+        refused. Raises
         :class:`CheckpointError` for missing files, another architecture, or weights whose
         keys or shapes do not match the configured model.
         """
@@ -276,9 +297,9 @@ class AVDetector(nn.Module):
         weights, config_file = folder / WEIGHTS_NAME, folder / CONFIG_NAME
         config = read_checkpoint_config(folder)
         if not config.audio.pretrained_dir:  # (a pretrained folder is loaded, and checked, by the encoder)
-            cls._check_size(config, config_file, weights)
+            cls._check_size(config, config_file, weights, inference_only)
         try:
-            model = cls(config)
+            model = cls(config, inference_only=inference_only)
         except (ConfigError, TypeError, ValueError, ZeroDivisionError, AttributeError) as err:
             raise CheckpointError(f"invalid model config: {type(err).__name__}: {err}", config_file) from err
         try:
