@@ -1,4 +1,5 @@
-"""Child processes that must not outlive their parent (scan's pool workers, the face worker)."""
+"""Child processes that must not outlive their parent (scan's pool workers, the face worker), and
+the cores this process may use."""
 from __future__ import annotations
 
 import logging
@@ -25,3 +26,11 @@ def die_with_parent(parent_pid: int) -> None:
             log.warning("PR_SET_PDEATHSIG unavailable (%s): this worker may outlive its parent", err)
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; elsewhere than Linux, all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1

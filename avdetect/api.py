@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from avdetect._process import usable_cores as _usable_cores
 from avdetect.checkpoints import read_calibration, resolve_checkpoint
 from avdetect.domain import Domain
 from avdetect.errors import ConfigError
@@ -124,13 +125,6 @@ class DetectOptions:
 
 #: Most torch threads :func:`default_threads` gives (more do not help a model this size).
 MAX_DEFAULT_THREADS = 8
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_threads() -> int:

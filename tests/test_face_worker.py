@@ -219,6 +219,23 @@ def test_default_threads_leave_a_core_to_the_face_tracker(monkeypatch):
     assert api.default_threads() == 1
 
 
+def test_the_worker_runs_opencv_on_one_thread_only_on_small_machines():
+    """On 2 cores the worker's OpenCV thread pool cost CPU for nothing; on more it is left alone."""
+    code = ("import os, cv2; from avdetect.faces.worker import limit_opencv_threads; "
+            "default = cv2.getNumThreads(); os.sched_setaffinity(0, {%s}); "
+            "print(default, limit_opencv_threads())")
+    cores = sorted(os.sched_getaffinity(0))
+    proc = subprocess.run([sys.executable, "-c", code % ",".join(map(str, cores[:2]))], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[1] == "1"
+    if len(cores) > 2:  # (CI machines with more cores: OpenCV keeps its own count)
+        proc = subprocess.run([sys.executable, "-c", code % ",".join(map(str, cores))], capture_output=True,
+                              text=True, timeout=120)
+        default, got = proc.stdout.split()
+        assert got == default
+
+
 def test_the_evidence_stage_runs_in_the_face_worker(clip, checkpoint, monkeypatch):
     """With faces in a worker process, the worker runs the evidence stage while the model runs:
     the analysis in this process is not called (here it would fail), and the report has it."""
