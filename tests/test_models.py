@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import avdetect
@@ -522,6 +523,18 @@ def test_input_contract_errors():
         m(None, None)
     with pytest.raises(ModelInputError, match="visual_mask"):
         m(**inputs, visual_mask=torch.ones(1, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("n_in,n_out", [(96, 48), (128, 64), (100, 48), (40, 48), (48, 48)])
+def test_crop_resize_matrices_are_f_interpolate(n_in, n_out):
+    """The crop stem resizes by two matrix products; they are F.interpolate's bilinear filter
+    (antialiased when shrinking), shrinking, enlarging or not at all, to float rounding."""
+    from avdetect.models.visual import resize_matrix
+
+    x = torch.randint(0, 256, (5, 3, n_in, n_in), generator=torch.Generator().manual_seed(0)).float()
+    ref = F.interpolate(x, size=(n_out, n_out), mode="bilinear", align_corners=False, antialias=n_in > n_out)
+    a = resize_matrix(n_in, n_out, x.dtype, x.device)
+    torch.testing.assert_close(a @ x @ a.T, ref, atol=1e-3, rtol=1e-5)  # (0..255 pixel values)
 
 
 def test_visual_encoder_has_no_absolute_time(model):
