@@ -662,9 +662,11 @@ class Media:
     Facts are attributes (see :class:`MediaInfo`); pixels and samples are decoded on demand.
     """
 
-    def __init__(self, info: MediaInfo, stall_timeout: float = DEFAULT_STALL_TIMEOUT):
+    def __init__(self, info: MediaInfo, stall_timeout: float = DEFAULT_STALL_TIMEOUT, decode_threads: int | None = None):
         self.info = info
         self.stall_timeout = stall_timeout
+        #: threads ffmpeg decodes and scales the video with (None: ffmpeg's own choice)
+        self.decode_threads = decode_threads
         self._audio: np.ndarray | None = None
 
     # facts (the rest of MediaInfo is on .info) ------------------------------------------
@@ -777,6 +779,8 @@ class Media:
     def _video_cmd(self, start: int, pixel_format: str) -> list[str]:
         w, h = self.info.working_size
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+        if self.decode_threads is not None:
+            cmd += ["-threads", str(int(self.decode_threads)), "-filter_threads", str(int(self.decode_threads))]
         if start > 0:
             cmd += ["-ss", f"{frames_to_seconds(start):.6f}"]
         cmd += ["-i", self.info.path, "-map", f"0:{self._video_index}", "-an", "-sn", "-dn"]

@@ -219,21 +219,30 @@ def test_default_threads_leave_a_core_to_the_face_tracker(monkeypatch):
     assert api.default_threads() == 1
 
 
-def test_the_worker_runs_opencv_on_one_thread_only_on_small_machines():
-    """On 2 cores the worker's OpenCV thread pool cost CPU for nothing; on more it is left alone."""
-    code = ("import os, cv2; from avdetect.faces.worker import limit_opencv_threads; "
+def test_the_worker_runs_opencv_and_ffmpeg_on_one_thread_only_on_small_machines(clip):
+    """On 2 cores the worker's OpenCV and ffmpeg thread pools cost CPU for nothing; on more
+    they are left alone. One thread decodes the same frames."""
+    code = ("import os, cv2; from avdetect.faces.worker import helper_threads; "
             "default = cv2.getNumThreads(); os.sched_setaffinity(0, {%s}); "
-            "print(default, limit_opencv_threads())")
+            "print(default, helper_threads(), cv2.getNumThreads())")
     cores = sorted(os.sched_getaffinity(0))
     proc = subprocess.run([sys.executable, "-c", code % ",".join(map(str, cores[:2]))], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[1] == "1"
-    if len(cores) > 2:  # (CI machines with more cores: OpenCV keeps its own count)
+    assert proc.stdout.split()[1:] == ["1", "1"]
+    if len(cores) > 2:  # (CI machines with more cores: both keep their own count)
         proc = subprocess.run([sys.executable, "-c", code % ",".join(map(str, cores))], capture_output=True,
                               text=True, timeout=120)
-        default, got = proc.stdout.split()
-        assert got == default
+        default, threads, got = proc.stdout.split()
+        assert threads == "None" and got == default
+    from avdetect.media import Media, load_media
+
+    media = load_media(str(clip))
+    single = Media(media.info, decode_threads=1)
+    assert "-threads" in single._video_cmd(0, "yuv420p") and "-threads" not in media._video_cmd(0, "yuv420p")
+    a = [w.copy() for _, w in media.iter_windows(size=25, pixel_format="yuv420p")]
+    b = [w.copy() for _, w in single.iter_windows(size=25, pixel_format="yuv420p")]
+    assert len(a) == len(b) > 1 and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def test_the_evidence_stage_runs_in_the_face_worker(clip, checkpoint, monkeypatch):

@@ -226,18 +226,20 @@ def _evidence(media, face_feats) -> dict:
     return {"items": res.evidence_dicts(), "info": res.report_dict()}
 
 
-def limit_opencv_threads() -> int:
-    """On 2 cores or fewer, OpenCV in this process runs on one thread: the process is one of
-    several sharing those cores (the model's, ffmpeg), and OpenCV's own thread pool then costs
-    CPU (measured on 2 cores: 7-10 % more for the same tracking) without gaining time. Returns
-    OpenCV's thread count."""
+def helper_threads() -> int | None:
+    """Threads for OpenCV and for ffmpeg's video decoding in this process: 1 on 2 cores or fewer,
+    else None (their own choice). This process is one of several sharing the cores (the model's,
+    ffmpeg's), and there their thread pools cost CPU without gaining time (measured on 2 cores:
+    OpenCV 7-10 % more CPU for the same tracking; ffmpeg 0.5 CPU-s more per 2 minutes of 512-px
+    video, and still decodes 1600 frames a second, 1080p 150, on one thread). Sets OpenCV's."""
     import cv2
 
     from avdetect._process import usable_cores
 
-    if usable_cores() <= 2:
-        cv2.setNumThreads(1)
-    return cv2.getNumThreads()
+    if usable_cores() > 2:
+        return None
+    cv2.setNumThreads(1)
+    return 1
 
 
 def main() -> int:
@@ -257,10 +259,10 @@ def main() -> int:
     from avdetect.faces import FaceTracker
     from avdetect.media import Media
 
-    limit_opencv_threads()
+    threads = helper_threads()
 
     try:
-        media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"])
+        media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"], decode_threads=threads)
         tracker = FaceTracker(backend=spec["backend"], crops=True)
         features_error = None
         kept = None
