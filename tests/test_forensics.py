@@ -399,3 +399,23 @@ def test_cli_evidence_table_json_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.mp4" in err[0]
     assert main(["evidence", str(path), "--kinds", "nope"]) == 2
+
+
+def test_window_sync_curves_are_the_per_lag_correlations():
+    """The per-window sync curve (all lags at once, the clip's ends lag by lag) is exactly the
+    correlation of the prediction with the envelope at each lag, frames outside the clip left out."""
+    from avdetect.forensics.sync import MAX_LAG, EnvelopeSyncScorer, _corr
+
+    rng = np.random.default_rng(0)
+    scorer = EnvelopeSyncScorer()
+    scorer.y = rng.normal(size=400)
+    for offset, t in [(0, np.arange(100, 200)), (3, np.arange(0, 90)), (-5, np.arange(330, 400)),
+                      (0, np.array([1, 2, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377]))]:
+        scorer.offset = offset
+        p = rng.normal(size=len(t))
+        ref = []
+        for rel in range(-MAX_LAG, MAX_LAG + 1):
+            tt = t + offset + rel
+            ins = (tt >= 0) & (tt < len(scorer.y))
+            ref.append(_corr(p[ins], scorer.y[tt[ins]]) if ins.sum() >= 10 else 0.0)
+        assert np.array_equal(scorer._window_corr(p, t), np.array(ref))

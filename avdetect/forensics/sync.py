@@ -211,6 +211,15 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / d) if d > 1e-12 else 0.0
 
 
+def _corr_rows(a: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """:func:`_corr` of ``a`` (n,) with each row of ``B`` (k, n), the same arithmetic row by row."""
+    a = a - a.mean()
+    B = B - B.mean(axis=1, keepdims=True)
+    d = np.sqrt((a * a).sum() * (B * B).sum(axis=1))
+    num = (B * a).sum(axis=1)
+    return np.where(d > 1e-12, num / np.where(d > 1e-12, d, 1.0), 0.0)
+
+
 def _ridge_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     mu, sd = X.mean(0), X.std(0) + 1e-6
     Xs = (X - mu) / sd
@@ -297,10 +306,14 @@ class EnvelopeSyncScorer:
     def _window_corr(self, p: np.ndarray, t: np.ndarray) -> np.ndarray:
         L, T = MAX_LAG, len(self.y)
         curve = np.zeros(2 * L + 1)
-        for k, rel in enumerate(range(-L, L + 1)):
-            tt = t + self.offset + rel  # the prediction is aligned at the clip offset
-            inside = (tt >= 0) & (tt < T)
-            curve[k] = _corr(p[inside], self.y[tt[inside]]) if inside.sum() >= 10 else 0.0
+        tt = t[None, :] + self.offset + np.arange(-L, L + 1)[:, None]  # (2L+1, n): aligned at the clip offset
+        inside = (tt >= 0) & (tt < T)
+        whole = inside.all(axis=1)
+        if whole.any():  # lags whose frames all lie inside the clip: all at once
+            curve[whole] = _corr_rows(p, self.y[tt[whole]])
+        for k in np.flatnonzero(~whole):  # near the clip's ends: the frames inside only
+            ins = inside[k]
+            curve[k] = _corr(p[ins], self.y[tt[k, ins]]) if ins.sum() >= 10 else 0.0
         return curve
 
 
