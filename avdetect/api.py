@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from avdetect._process import usable_cores as _usable_cores
+from avdetect._threads import BackgroundCall
 from avdetect.checkpoints import read_calibration, resolve_checkpoint
 from avdetect.domain import Domain
 from avdetect.errors import ConfigError
@@ -159,30 +160,13 @@ def _sha256_or_none(path: Path) -> str:
     return sha256_file(path) if path.is_file() else "none"
 
 
-class _BackgroundLoad:
-    """``AVDetector.from_pretrained`` in a thread (importing torch and transformers takes seconds
-    of one core: face tracking, in its own process, starts meanwhile); :meth:`get` waits for it
-    and raises what the load raised."""
+class _BackgroundLoad(BackgroundCall):
+    """``AVDetector.from_pretrained`` in a thread (importing torch takes seconds of one core: face
+    tracking, in its own process, starts meanwhile); :meth:`result` waits for it and raises what
+    the load raised."""
 
     def __init__(self, path: Path, device: str | None):
-        import threading
-
-        self._out: tuple | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(path, device), name="avdetect-load", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path, device: str | None) -> None:
-        try:
-            self._out = _load_model(path, device)
-        except BaseException as err:  # raised in the caller by get()
-            self._error = err
-
-    def get(self) -> tuple:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._out
+        super().__init__(_load_model, path, device, name="avdetect-load")
 
 
 def _load_model(path: Path, device: str | None) -> tuple:
@@ -222,7 +206,7 @@ class Detector:
 
     def _wait(self) -> None:
         if self._model is None:
-            model, self._device = self._loading.get()
+            model, self._device = self._loading.result()
             self._model = model.eval()
 
     @property

@@ -206,3 +206,40 @@ def test_vad_speech_restricts_the_splice_features(tmp_path):
     _, base = analyze_audio_splices(af)
     _, same = analyze_audio_splices(af, energy_speech(af))
     np.testing.assert_array_equal(base["audio_change"].values["noise_change"], same["audio_change"].values["noise_change"])
+
+
+def test_audio_step_started_in_a_thread_gives_the_same_evidence(tmp_path, monkeypatch):
+    """analyze(audio_prefetch=AudioPrefetch(media)) (the face worker starts the audio step before
+    tracking faces) gives the same evidence and tracks as analyze computing it when needed, and
+    an error of the audio step is raised by analyze as it would have been."""
+    import importlib
+
+    from avdetect.errors import MediaError
+    from avdetect.forensics.analyze import AudioPrefetch
+
+    analyze_mod = importlib.import_module("avdetect.forensics.analyze")  # (the package's analyze is the function)
+
+    rng = np.random.default_rng(0)
+    x = _voice(12, rng, 120.0)
+    x[5 * SR : 8 * SR] = _voice(3, rng, 210.0, 1.18)
+    path = _write(tmp_path, "v.wav", x, rng)
+    base = analyze(load_media(path))
+    media = load_media(path)
+    got = analyze(media, audio_prefetch=AudioPrefetch(media))
+    assert got.evidence_dicts() == base.evidence_dicts() and got.ran == base.ran and got.skipped == base.skipped
+    assert set(got.tracks) == set(base.tracks) and "speech" in got.tracks
+    for name, track in base.tracks.items():
+        for key, values in track.values.items():
+            np.testing.assert_array_equal(got.tracks[name].values[key], values, err_msg=f"{name}.{key}")
+    assert set(got.seconds) == set(base.seconds)
+
+    def broken(media, sink=None):
+        raise MediaError("audio stream unreadable", media.path)
+
+    monkeypatch.setattr(analyze_mod, "audio_frame_features", broken)
+    media = load_media(path)
+    pre = AudioPrefetch(media)
+    pre._thread.join()
+    monkeypatch.undo()  # analyze itself could now read the audio: the error must be the prefetch's
+    with pytest.raises(MediaError, match="audio stream unreadable"):
+        analyze(media, audio_prefetch=pre)

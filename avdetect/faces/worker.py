@@ -214,13 +214,14 @@ class _Forward(logging.Handler):
         _send(self.out, "log", {"name": record.name, "level": record.levelno, "message": record.getMessage()})
 
 
-def _evidence(media, face_feats) -> dict:
+def _evidence(media, face_feats, audio_prefetch=None) -> dict:
     """The detection's evidence stage (:func:`avdetect.evidence.gather_evidence`), run here once
-    the faces are done, while the parent still runs the model: ``{"items", "info"}`` or ``{"error"}``."""
+    the faces are done, while the parent still runs the model (its audio step started in a thread
+    before the faces: ``audio_prefetch``): ``{"items", "info"}`` or ``{"error"}``."""
     from avdetect.forensics import analyze
 
     try:
-        res = analyze(media, face_track=None, face_feats=face_feats)
+        res = analyze(media, face_track=None, face_feats=face_feats, audio_prefetch=audio_prefetch)
     except Exception as err:  # the parent records it as it records a failure of its own analysis
         return {"error": f"{type(err).__name__}: {err}"}
     return {"items": res.evidence_dicts(), "info": res.report_dict()}
@@ -265,11 +266,14 @@ def main() -> int:
         media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"], decode_threads=threads)
         tracker = FaceTracker(backend=spec["backend"], crops=True)
         features_error = None
-        kept = None
+        kept = audio = None
         if spec.get("evidence"):
+            from avdetect.forensics.analyze import AudioPrefetch
             from avdetect.forensics.features import FaceFeatureAccumulator
 
             kept = FaceFeatureAccumulator(tuple(media.working_size))
+            if media.has_audio:  # the audio features and the VAD, on the core the tracking leaves idle
+                audio = AudioPrefetch(media)
         for part in tracker.iter_windows(media, window=spec["window"]):
             arrays = {k: getattr(part, k) for k in _TRACK_ARRAYS}
             meta = {"start_frame": part.start_frame, "frame_size": list(part.frame_size), "backend": part.backend,
@@ -292,7 +296,7 @@ def main() -> int:
                 arrays["face"] = None
             _send(out, "window", meta, arrays)
         if kept is not None and features_error is None:
-            _send(out, "evidence", _evidence(media, kept.result()))
+            _send(out, "evidence", _evidence(media, kept.result(), audio))
         _send(out, "done")
     except AVDetectError as err:
         _send(out, "error", {"type": type(err).__name__, "message": err.message, "path": err.path})

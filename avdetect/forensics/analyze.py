@@ -14,6 +14,7 @@ import logging
 import time
 
 from avdetect import vad
+from avdetect._threads import BackgroundCall
 from avdetect.errors import ConfigError
 from avdetect.forensics.audio import AUDIO, SpeechActivity, VADSink, audio_frame_features, energy_speech, vad_probability, vad_speech
 from avdetect.forensics.blinks import BLINKS
@@ -27,43 +28,68 @@ from avdetect.forensics.visual import VISUAL
 log = logging.getLogger(__name__)
 
 
+def _vad_sink() -> tuple[VADSink | None, str]:
+    """A VAD consumer for the audio decoding, or None and why (VAD not installed or not loadable)."""
+    if not vad.vad_available():
+        return None, "the Silero VAD is not installed (silero-vad + onnxruntime)"
+    try:
+        return VADSink(), ""
+    except vad.VADUnavailableError as err:
+        note = f"the Silero VAD could not be loaded ({err})"
+        log.warning("speech activity: %s; using the energy gate", note)
+        return None, note
+
+
+def _audio_step(media, with_speech: bool) -> tuple:
+    """The per-frame audio features, and with ``with_speech`` the VAD's probabilities from the same
+    decoding: ``(features, vad probability or None, why no VAD, seconds per part)``."""
+    sink, note = _vad_sink() if with_speech else (None, "")
+    t = time.perf_counter()
+    audio = audio_frame_features(media, sink=sink)
+    seconds, prob = {}, None
+    if sink is not None:
+        prob = sink.probability(len(audio))
+        seconds["speech_activity"] = sink.seconds
+    seconds["audio_features"] = time.perf_counter() - t - (sink.seconds if sink is not None else 0.0)
+    return audio, prob, note, seconds
+
+
+class AudioPrefetch(BackgroundCall):
+    """The audio step of :func:`analyze` (per-frame audio features and the VAD's speech
+    probabilities, one decoding) started at once in a thread, for an ``analyze(...,
+    audio_prefetch=)`` called later on the same media: the face worker starts it before tracking
+    faces, so that it runs on a core the tracking leaves idle instead of after it. What it raises
+    is raised by that ``analyze``."""
+
+    def __init__(self, media, with_speech: bool = True):
+        self.with_speech = with_speech
+        super().__init__(_audio_step, media, with_speech, name="avdetect-audio-evidence")
+
+
 class _Sources:
     """The inputs of one :func:`analyze` call, computed on first need; ``missing(analysis)`` says
     why an analysis cannot run (None: it can)."""
 
     def __init__(self, media, res: ForensicsResult, face_track, face_feats: FaceFeatures | None,
-                 face_backend: str = "auto"):
+                 face_backend: str = "auto", audio_prefetch: AudioPrefetch | None = None):
         self.media, self.res, self.face_track = media, res, face_track
         self.face_backend = face_backend
         self.audio = None
         self.speech: SpeechActivity | None = None
         self._vad_prob = None
         self._vad_note = ""
+        self._prefetch = audio_prefetch
         self.faces = face_feats
         self._faces_given = face_feats is not None
         self._faces_done = False
 
-    def _vad_sink(self) -> VADSink | None:
-        """A VAD consumer for the audio decoding, or None (VAD not installed or not loadable)."""
-        if not vad.vad_available():
-            self._vad_note = "the Silero VAD is not installed (silero-vad + onnxruntime)"
-            return None
-        try:
-            return VADSink()
-        except vad.VADUnavailableError as err:
-            self._vad_note = f"the Silero VAD could not be loaded ({err})"
-            log.warning("speech activity: %s; using the energy gate", self._vad_note)
-            return None
-
     def _audio(self, with_speech: bool = False):
         if self.audio is None:
-            sink = self._vad_sink() if with_speech else None
-            t = time.perf_counter()
-            self.audio = audio_frame_features(self.media, sink=sink)
-            if sink is not None:
-                self._vad_prob = sink.probability(len(self.audio))
-                self.res.seconds["speech_activity"] = sink.seconds
-            self.res.seconds["audio_features"] = time.perf_counter() - t - (sink.seconds if sink is not None else 0.0)
+            if self._prefetch is not None and (self._prefetch.with_speech or not with_speech):
+                self.audio, self._vad_prob, self._vad_note, seconds = self._prefetch.result()
+            else:
+                self.audio, self._vad_prob, self._vad_note, seconds = _audio_step(self.media, with_speech)
+            self.res.seconds.update(seconds)
         return self.audio
 
     def _speech(self) -> SpeechActivity:
@@ -71,10 +97,12 @@ class _Sources:
         if self.speech is None:
             af = self._audio(with_speech=True)
             # the audio features were computed before speech was needed: a second decoding pass, for the VAD alone
-            if self._vad_prob is None and not self._vad_note and self._vad_sink() is not None:
-                t = time.perf_counter()
-                self._vad_prob = vad_probability(self.media, len(af))
-                self.res.seconds["speech_activity"] = time.perf_counter() - t
+            if self._vad_prob is None and not self._vad_note:
+                sink, self._vad_note = _vad_sink()
+                if sink is not None:
+                    t = time.perf_counter()
+                    self._vad_prob = vad_probability(self.media, len(af))
+                    self.res.seconds["speech_activity"] = time.perf_counter() - t
             self.speech = vad_speech(self._vad_prob) if self._vad_prob is not None else energy_speech(af, self._vad_note)
             self.res.tracks["speech"] = self.speech.to_track()
         return self.speech
@@ -112,7 +140,8 @@ class _Sources:
 
 
 def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None = None,
-            face_feats: FaceFeatures | None = None, face_backend: str = "auto") -> ForensicsResult:
+            face_feats: FaceFeatures | None = None, face_backend: str = "auto",
+            audio_prefetch: AudioPrefetch | None = None) -> ForensicsResult:
     """Training-free forensic evidence for ``media`` (a :class:`avdetect.media.Media`).
 
     Args:
@@ -127,6 +156,8 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
             nor face tracking happens here. Takes precedence over ``face_track``.
         face_backend: the face backend faces are tracked with here when neither is given
             (``"auto"``: mediapipe when installed, else opencv).
+        audio_prefetch: the audio step already started on ``media`` (:class:`AudioPrefetch`);
+            its result is used, and what it raised is raised, when an analysis needs the audio.
 
     Returns: a :class:`ForensicsResult`; analyses that cannot run (no audio, no video, no face)
     are listed in ``skipped`` with the reason; ``catalog`` describes every registered kind.
@@ -140,7 +171,7 @@ def analyze(media, face_track=None, kinds=None, sync_scorer: SyncScorer | None =
     for name in names:
         if name not in wanted:
             res.skipped[name] = "not requested"
-    sources = _Sources(media, res, face_track, face_feats, face_backend)
+    sources = _Sources(media, res, face_track, face_feats, face_backend, audio_prefetch)
     for a in registered_analyses():
         if a.name not in wanted:
             continue
