@@ -1,13 +1,15 @@
 """Face tracking in a child process, so that it runs beside the model on another core.
 
 Python threads share one interpreter lock: a face tracker in a thread (many small OpenCV and
-NumPy calls per frame) and the model's start-up (importing torch and transformers, seconds of
-pure Python) take turns instead of running at once. :class:`FaceWorker` runs
+NumPy calls per frame) and the model's start-up (importing torch, seconds of pure Python) take
+turns instead of running at once. :class:`FaceWorker` runs
 :meth:`avdetect.faces.FaceTracker.iter_windows` (decode, detection, tracking, crops) and, when
 asked, the forensic face features of each window (:func:`avdetect.forensics.features.window_features`)
 in ``python -m avdetect.faces.worker``, and hands the windows back in order as
 :class:`~avdetect.faces.FaceTrack` objects with the same arrays, bit for bit, as tracking in
-this process gives.
+this process gives. On 2 cores or fewer its OpenCV and ffmpeg decoding run on one thread each
+(:func:`helper_threads`); the evidence stage's audio step starts in a thread of its own before
+the first window (:class:`avdetect.forensics.analyze.AudioPrefetch`).
 
 The child is a fresh interpreter started with ``subprocess`` (not ``multiprocessing``, which
 would re-run an unguarded caller script), so it knows only the built-in face backends
