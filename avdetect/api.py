@@ -49,7 +49,7 @@ from avdetect.domain import Domain
 from avdetect.errors import ConfigError
 from avdetect.inference import MIN_FACE_COVERAGE, WindowEngine, clip_score
 from avdetect.localization import localise
-from avdetect.media import load_media, sha256_file
+from avdetect.media import Media, load_media, sha256_file
 from avdetect.report.model import DetectionReport, QualityWarning, Segment
 from avdetect.vocab import DECODE_MAX_SIDE
 
@@ -277,9 +277,11 @@ class Detector:
         return "opencv", (f"this checkpoint was trained on {trained} crops, but {trained} is not installed here: "
                           "faces were tracked with opencv and its scores are less reliable")
 
-    def detect(self, path: str | os.PathLike, quiet: bool = True, **option_overrides) -> DetectionReport:
+    def detect(self, path: str | os.PathLike, quiet: bool = True, *, media: Media | None = None,
+               **option_overrides) -> DetectionReport:
         """Detect and localise manipulations in one file (the stages of the module docstring).
-        Options override :attr:`options`.
+        Options override :attr:`options`. ``media``: ``path`` already opened with
+        :func:`~avdetect.media.load_media` (then it is not inspected again).
 
         Raises :class:`avdetect.errors.MediaError` subclasses for unreadable input.
         """
@@ -296,7 +298,7 @@ class Detector:
         t_start = time.perf_counter()
         clock = _StageClock()
         with clock("inspect"):
-            media = load_media(path, max_side=opts.max_side)
+            media = media.at_max_side(opts.max_side) if media is not None else load_media(path, max_side=opts.max_side)
         backend, backend_note = self._face_backend(opts)
         with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
             with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile

@@ -266,22 +266,20 @@ def _run_detect(args) -> int:
     status = EXIT_OK
     # inspect every file first (container only, well under a second each): a broken file is
     # reported at once, without waiting for the model to load, and none is loaded if all are broken
-    readable = []
+    readable = []  # (path, its Media: detect does not inspect it again)
     for path in args.files:
         try:
-            load_media(path)
+            readable.append((path, load_media(path)))
         except AVDetectError as err:
             print(f"avdetect detect: error: {err}", file=sys.stderr)
             status = EXIT_USER
-            continue
-        readable.append(path)
     if not readable:
         return status
     # the weights load in a thread while the first file's faces are tracked (in their own process)
     detector = Detector.from_pretrained(args.checkpoint, device=args.device, background=True, **_detect_options(args))
-    for path in readable:
+    for path, media in readable:
         try:
-            report = detector.detect(path, quiet=args.quiet)
+            report = detector.detect(path, quiet=args.quiet, media=media)
         except (CheckpointError, ConfigError):  # not this file's fault: stop (main prints it)
             raise
         except AVDetectError as err:

@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -709,6 +709,16 @@ class Media:
     def source_size(self) -> tuple[int, int]:
         """(width, height) as displayed, rotation applied."""
         return self.info.source_size
+
+    def at_max_side(self, max_side: int) -> "Media":
+        """The same file decoded with longest side ``max_side`` (the facts already inspected are
+        kept: no new inspection); ``self`` when that is its decode size already."""
+        if not self.has_video:
+            return self
+        size = _working_size(*self.info.source_size, max_side)
+        if size == tuple(self.info.working_size):
+            return self
+        return Media(replace(self.info, working_size=size), stall_timeout=self.stall_timeout)
 
     @property
     def source_fps(self) -> float:

@@ -894,3 +894,29 @@ def _umask() -> int:
     old = os.umask(0o022)
     os.umask(old)
     return old
+
+
+def test_a_file_opened_once_is_inspected_once(detector, fake_clip, checkpoint, tmp_path, monkeypatch):
+    """detect(path, media=load_media(path)) gives the report of detect(path) without inspecting the
+    file again (a 10-minute file: over a second each time), at the options' decode size whatever
+    size it was opened at; the command line inspects each file once."""
+    from avdetect import cli, media as media_mod
+    from avdetect.media import load_media
+
+    path = fake_clip[0]
+    base = detector.detect(path, hop=30).to_dict()
+    calls = []
+    real = media_mod.inspect_media
+    monkeypatch.setattr(media_mod, "inspect_media", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    opened = load_media(path, max_side=128)  # another decode size than detect's
+    got = detector.detect(path, hop=30, media=opened).to_dict()
+    assert len(calls) == 1  # the load_media above only
+    for r in (base, got):  # (times differ)
+        r["forensics"].pop("seconds")
+        prov = r.pop("provenance")
+    assert got == base
+    assert prov["parameters"] == detector.detect(path, hop=30).provenance.parameters
+    calls.clear()
+    assert cli.main(["-q", "detect", str(path), str(path), "--checkpoint", str(checkpoint), "--threads", "1",
+                     "--json", str(tmp_path)]) == 0
+    assert len(calls) == 2, calls
