@@ -85,7 +85,10 @@ def find_media(directory: str | Path, unreadable: list[str] | None = None) -> li
     """Media files under ``directory`` (recursive, by extension; symbolic links to folders are
     not followed, so a link loop cannot hang the scan), sorted. Folders that cannot be read
     (permission denied, gone) are not silently skipped: each is logged and, when ``unreadable``
-    is given, appended to it as ``"folder: reason"``."""
+    is given, appended to it as ``"folder: reason"``. Nor are names with a media extension that
+    are not regular files (a dangling or looping symbolic link, a named pipe, a device): they are
+    listed, and their detection fails with the media layer's one-line reason, recorded as any
+    other failed file."""
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError("not a folder", root)
@@ -100,7 +103,7 @@ def find_media(directory: str | Path, unreadable: list[str] | None = None) -> li
     for folder, _dirs, names in os.walk(root, onerror=failed):
         for name in names:
             p = Path(folder) / name
-            if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file():
+            if p.suffix.lower() in MEDIA_EXTENSIONS and not p.is_dir():
                 found.append(p)
     return sorted(found)
 

@@ -570,6 +570,27 @@ def test_scan_records_failures_and_resumes(detector, fake_clip, work):
     assert (s3.skipped, s3.done, s3.failed) == (3, 1, 1)
 
 
+def test_scan_records_links_and_pipes_named_as_media(detector, fake_clip, work):
+    """A dangling symbolic link, a link loop or a named pipe called *.mp4 is not skipped in
+    silence: each is a failed file of the scan, with the media layer's reason (no hang)."""
+    from avdetect.scan import scan
+
+    folder = work / "specials"
+    folder.mkdir()
+    (folder / "clip.mp4").symlink_to(fake_clip[0])
+    (folder / "dangling.mp4").symlink_to(folder / "gone.mp4")
+    (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "linked_folder.mp4").symlink_to(work)  # a folder, not a file: neither scanned nor searched
+    out = work / "specials.jsonl"
+    s = scan(folder, out, detector=detector, thumbnails=False)
+    recs = {r["file"]: r for r in _lines(out)}
+    assert (s.found, s.ok, s.failed) == (4, 1, 3) and set(recs) == {"clip.mp4", "dangling.mp4", "loop.mp4", "pipe.mp4"}
+    assert "dangling symbolic link" in recs["dangling.mp4"]["error"]
+    assert "symbolic link loop" in recs["loop.mp4"]["error"]
+    assert "named pipe" in recs["pipe.mp4"]["error"]
+
+
 def test_scan_reports_unreadable_folders_and_refuses_a_second_scan_on_its_results(detector, fake_clip, work,
                                                                                    monkeypatch, capsys):
     import fcntl
