@@ -245,6 +245,61 @@ def test_the_worker_runs_opencv_and_ffmpeg_on_one_thread_only_on_small_machines(
     assert len(a) == len(b) > 1 and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_messages_sent_from_two_threads_arrive_whole():
+    """The worker's main thread sends windows while another (the evidence's audio step) may log:
+    each message is written whole, never interleaved with another (that once garbled a length,
+    which the reader then tried to allocate: MemoryError), and a garbled length is refused."""
+    import io
+    import threading
+
+    from avdetect.faces import worker
+
+    r, w = os.pipe()
+    out = os.fdopen(w, "wb")
+    big = np.arange(300_000, dtype=np.int64)  # 2.4 MB: many pipe writes per message
+
+    def windows():
+        for i in range(20):
+            worker._send(out, "window", {"i": i}, {"a": big + i})
+
+    def logs():
+        for i in range(2000):
+            worker._send(out, "log", {"name": "t", "level": 20, "message": f"line {i}"})
+
+    got, failed = [], []
+    src = os.fdopen(r, "rb")
+
+    def read():
+        try:
+            got.extend(iter(lambda: worker._receive(src), None))
+        except Exception as err:  # a garbled message: stop reading, so that the senders stop too
+            failed.append(err)
+            src.close()
+
+    def send(fn):
+        try:
+            fn()
+        except (BrokenPipeError, ValueError):  # the reader gave up
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    senders = [threading.Thread(target=send, args=(f,), daemon=True) for f in (windows, logs)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(60)
+    out.close()
+    reader.join(60)
+    assert not failed, failed
+    assert [m[1]["i"] for m in got if m[0] == "window"] == list(range(20))
+    assert all(np.array_equal(m[2]["a"], big + m[1]["i"]) for m in got if m[0] == "window")
+    assert [m[1]["message"] for m in got if m[0] == "log"] == [f"line {i}" for i in range(2000)]
+    garbled = io.BytesIO(worker._LEN.pack(1 << 60) + b"{}")
+    with pytest.raises(RuntimeError, match="corrupt message"):
+        worker._receive(garbled)
+
+
 def test_the_evidence_stage_runs_in_the_face_worker(clip, checkpoint, monkeypatch):
     """With faces in a worker process, the worker runs the evidence stage while the model runs:
     the analysis in this process is not called (here it would fail), and the report has it."""

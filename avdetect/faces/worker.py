@@ -32,6 +32,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 
@@ -46,15 +47,25 @@ _LEN = struct.Struct("<Q")
 
 
 # -- the wire format ------------------------------------------------------------------------
+_MAX_HEADER = 1 << 24  # bytes: a window's header is a few kB
+_MAX_ARRAY = 1 << 32  # bytes: a window's largest array (face crops of 256 frames) is 12.6 MB
+
+#: One message at a time on the child's stdout: the windows are sent by the main thread, log
+#: records by whichever thread logs (the evidence's audio step runs in one of its own), and two
+#: messages written at once would interleave their bytes.
+_SEND_LOCK = threading.Lock()
+
+
 def _send(out, kind: str, meta: dict | None = None, arrays: dict | None = None) -> None:
     arrays = {k: np.ascontiguousarray(v) for k, v in (arrays or {}).items() if v is not None}
     header = json.dumps({"kind": kind, "meta": meta or {},
                          "arrays": [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]}).encode()
-    out.write(_LEN.pack(len(header)))
-    out.write(header)
-    for v in arrays.values():
-        out.write(memoryview(v).cast("B"))
-    out.flush()
+    with _SEND_LOCK:
+        out.write(_LEN.pack(len(header)))
+        out.write(header)
+        for v in arrays.values():
+            out.write(memoryview(v).cast("B"))
+        out.flush()
 
 
 def _read_exact(stream, view: memoryview, at_start: bool = False) -> bool:
@@ -77,12 +88,17 @@ def _receive(stream) -> tuple[str, dict, dict] | None:
     if not _read_exact(stream, memoryview(size), at_start=True):
         return None
     (n,) = _LEN.unpack(size)
+    if n > _MAX_HEADER:  # a garbled length: never allocate it
+        raise RuntimeError(f"face worker sent a corrupt message (a header of {n} bytes)")
     header = bytearray(n)
     _read_exact(stream, memoryview(header))
     head = json.loads(header)
     arrays = {}
     for name, dtype, shape in head["arrays"]:
-        a = np.empty(shape, np.dtype(dtype))
+        dt = np.dtype(dtype)
+        if int(np.prod(shape, dtype=np.float64)) * dt.itemsize > _MAX_ARRAY:
+            raise RuntimeError(f"face worker sent a corrupt message (array {name} of shape {shape})")
+        a = np.empty(shape, dt)
         if a.nbytes:
             _read_exact(stream, memoryview(a).cast("B"))
         arrays[name] = a
@@ -253,8 +269,9 @@ def main() -> int:
     from avdetect._process import die_with_parent
 
     die_with_parent(int(spec["parent"]))
-    out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # anything printed by a library goes to stderr, never into the messages
+    out = os.fdopen(os.dup(1), "wb")  # the messages' own descriptor on the pipe to the parent
+    os.dup2(2, 1)  # anything else written to stdout (C code, a child process) goes to stderr
+    sys.stdout = sys.stderr  # and so does anything printed by a library: never into the messages
     root = logging.getLogger()
     root.addHandler(_Forward(out))
     root.setLevel(logging.INFO)
