@@ -7,8 +7,8 @@ turns instead of running at once. :class:`FaceWorker` runs
 asked, the forensic face features of each window (:func:`avdetect.forensics.features.window_features`)
 in ``python -m avdetect.faces.worker``, and hands the windows back in order as
 :class:`~avdetect.faces.FaceTrack` objects with the same arrays, bit for bit, as tracking in
-this process gives. On 2 cores or fewer its OpenCV and ffmpeg decoding run on one thread each
-(:func:`helper_threads`); the evidence stage's audio step starts in a thread of its own before
+this process gives. On 2 cores or fewer its ffmpeg decodes on one thread (:func:`decode_threads`);
+the evidence stage's audio step starts in a thread of its own before
 the first window (:class:`avdetect.forensics.analyze.AudioPrefetch`).
 
 The child is a fresh interpreter started with ``subprocess`` (not ``multiprocessing``, which
@@ -245,20 +245,17 @@ def _evidence(media, face_feats, audio_prefetch=None) -> dict:
     return {"items": res.evidence_dicts(), "info": res.report_dict()}
 
 
-def helper_threads() -> int | None:
-    """Threads for OpenCV and for ffmpeg's video decoding in this process: 1 on 2 cores or fewer,
-    else None (their own choice). This process is one of several sharing the cores (the model's,
-    ffmpeg's), and there their thread pools cost CPU without gaining time (measured on 2 cores:
-    OpenCV 7-10 % more CPU for the same tracking; ffmpeg 0.5 CPU-s more per 2 minutes of 512-px
-    video, and still decodes 1600 frames a second, 1080p 150, on one thread). Sets OpenCV's."""
-    import cv2
-
+def decode_threads() -> int | None:
+    """Threads ffmpeg decodes the video with in this process: 1 on 2 cores or fewer, else None
+    (its own choice). This process is one of several sharing those cores (the model's, ffmpeg's),
+    and there ffmpeg's thread pool costs CPU without gaining time: measured on 2 cores, one
+    thread took 0.5 CPU-s less per 2 minutes of 512-px video, the whole detect 0.89x the wall
+    time (1080p: 0.96x), and still decodes 1600 frames a second (1080p: 150). OpenCV's own
+    threads are left alone: limiting them to one was a wash at 2 minutes (0.98x) and slower on
+    1080p (1.08x), where the tracking is the longest path and the model's core is often idle."""
     from avdetect._process import usable_cores
 
-    if usable_cores() > 2:
-        return None
-    cv2.setNumThreads(1)
-    return 1
+    return 1 if usable_cores() <= 2 else None
 
 
 def main() -> int:
@@ -279,10 +276,9 @@ def main() -> int:
     from avdetect.faces import FaceTracker
     from avdetect.media import Media
 
-    threads = helper_threads()
 
     try:
-        media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"], decode_threads=threads)
+        media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"], decode_threads=decode_threads())
         tracker = FaceTracker(backend=spec["backend"], crops=True)
         features_error = None
         kept = audio = None
