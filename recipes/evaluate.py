@@ -98,7 +98,7 @@ def evaluate(checkpoint: str, manifest: str, cache_dir: str, out: str, split: st
              trim: bool = True, quiet: bool = False, max_clips: int | None = None, seed: int = 0) -> dict:
     dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu")
     split_entries = read_manifest(manifest, split=split)  # names the manifest's splits if there is no such one
-    model = AVDetector.from_pretrained(checkpoint, map_location=dev)
+    model = AVDetector.from_pretrained(checkpoint, map_location=dev, inference_only=True)  # (no transformers import)
     cache = FeatureCache(cache_dir, model_config=model.config)  # crop and decode sizes checked
     entries = complete_segments([e for e in split_entries if e.file in cache], cache)
     if max_clips:
