@@ -674,9 +674,16 @@ def test_cli_scan_ctrl_c_stops_at_once_and_keeps_its_results(checkpoint, fake_cl
     (folder / "c_bad.mp4").write_text("garbage")
     out = work / f"ctrl_c_{to}.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "avdetect", "-q", "scan", str(folder), "--out", str(out),
-                             "--workers", "2", "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a process started with SIGINT ignored (a background job of a non-interactive shell, as a CI
+    # script may start the tests) keeps ignoring it, rightly: the scan must get the default, which
+    # a handled (not ignored) signal becomes across exec
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "avdetect", "-q", "scan", str(folder), "--out", str(out),
+                                 "--workers", "2", "--checkpoint", str(checkpoint), "--no-forensics"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         wait_for_lines(proc, out)
         assert proc.poll() is None, "the scan ended before it could be interrupted"
