@@ -718,7 +718,8 @@ class Media:
         size = _working_size(*self.info.source_size, max_side)
         if size == tuple(self.info.working_size):
             return self
-        return Media(replace(self.info, working_size=size), stall_timeout=self.stall_timeout)
+        return Media(replace(self.info, working_size=size), stall_timeout=self.stall_timeout,
+                     decode_threads=self.decode_threads)
 
     @property
     def source_fps(self) -> float:
@@ -790,7 +791,8 @@ class Media:
         w, h = self.info.working_size
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
         if self.decode_threads is not None:
-            cmd += ["-threads", str(int(self.decode_threads)), "-filter_threads", str(int(self.decode_threads))]
+            n = str(int(self.decode_threads))
+            cmd += ["-threads", n, "-filter_threads", n]
         if start > 0:
             cmd += ["-ss", f"{frames_to_seconds(start):.6f}"]
         cmd += ["-i", self.info.path, "-map", f"0:{self._video_index}", "-an", "-sn", "-dn"]
