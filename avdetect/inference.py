@@ -187,9 +187,17 @@ class WindowEngine:
         if len(self._pending) >= self.batch_size:
             self._run()
 
-    def _pad(self, x: np.ndarray, rows: int) -> np.ndarray:
-        out = np.zeros((rows, *x.shape[1:]), x.dtype)
-        out[:len(x)] = x
+    @staticmethod
+    def _stack(arrays: list[np.ndarray], rows: int, dtype=None) -> np.ndarray:
+        """``(len(arrays), rows, ...)``: the arrays zero-padded to ``rows`` and stacked, copied at
+        most once (a single full-length writable window is passed as a view: its crops are
+        megabytes; a read-only one, such as a memory-mapped cache, is copied for torch)."""
+        first = np.asarray(arrays[0], dtype)
+        if len(arrays) == 1 and len(first) == rows and first.flags.writeable:
+            return first[None]
+        out = np.zeros((len(arrays), rows, *first.shape[1:]), first.dtype)
+        for k, x in enumerate(arrays):
+            out[k, :len(x)] = x
         return out
 
     def _run(self) -> None:
@@ -204,15 +212,15 @@ class WindowEngine:
         if len(set(has_v)) > 1 or len(set(has_a)) > 1:  # one clip's windows agree; never mix
             raise ValueError("windows of one batch must carry the same streams")
         mouth = face = vmask = audio = amask = None
+        stack = self._stack
         if has_v[0]:
-            mouth = torch.from_numpy(np.stack([self._pad(w.mouth, T) for w in batch])).permute(0, 1, 4, 2, 3).to(dev)  # (B, T, 3, H, W)
-            vmask = torch.from_numpy(np.stack([self._pad(np.asarray(w.valid, bool), T) for w in batch])).to(dev)  # (B, T)
+            mouth = torch.from_numpy(stack([w.mouth for w in batch], T)).permute(0, 1, 4, 2, 3).to(dev)  # (B, T, 3, H, W)
+            vmask = torch.from_numpy(stack([w.valid for w in batch], T, bool)).to(dev)  # (B, T)
             if self.use_face and batch[0].face is not None:
-                face = torch.from_numpy(np.stack([self._pad(w.face, T) for w in batch])).permute(0, 1, 4, 2, 3).to(dev)
+                face = torch.from_numpy(stack([w.face for w in batch], T)).permute(0, 1, 4, 2, 3).to(dev)
         if has_a[0]:
-            audio = torch.from_numpy(np.stack([self._pad(np.asarray(w.audio, np.float32), T * SAMPLES_PER_FRAME)
-                                               for w in batch])).to(dev)  # (B, T * 640)
-            amask = torch.from_numpy(np.stack([self._pad(np.asarray(w.audio_valid, bool), T) for w in batch])).to(dev)
+            audio = torch.from_numpy(stack([w.audio for w in batch], T * SAMPLES_PER_FRAME, np.float32)).to(dev)  # (B, T * 640)
+            amask = torch.from_numpy(stack([w.audio_valid for w in batch], T, bool)).to(dev)
         t0 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(device_type=torch.device(dev).type, dtype=torch.bfloat16,
                                                     enabled=self.amp):

@@ -2,6 +2,7 @@
 equality that matters: what evaluation and calibration score is what detect reports."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,31 @@ def test_window_starts_cover_every_frame():
                 covered[s:s + window] = True
             assert covered.all() and starts == sorted(set(starts)) and starts[-1] + window >= n
             assert starts[-1] == max(0, n - window)  # the last window is flush with the end
+
+
+def test_engine_batches_windows_with_at_most_one_copy():
+    """The engine's inputs: a single full-length window is handed to torch as a view (no copy of
+    its megabytes of crops); short windows are zero-padded, batches stacked, a read-only array
+    (a memory-mapped cache) copied, and dtypes converted."""
+    stack = WindowEngine._stack
+    full = np.arange(4 * 3, dtype=np.uint8).reshape(4, 3)
+    out = stack([full], 4)
+    assert out.shape == (1, 4, 3) and np.shares_memory(out, full)
+    short = full[:2].copy()
+    out = stack([short, full], 4)
+    assert out.shape == (2, 4, 3) and not np.shares_memory(out, full)
+    np.testing.assert_array_equal(out[0], np.concatenate([short, np.zeros((2, 3), np.uint8)]))
+    np.testing.assert_array_equal(out[1], full)
+    frozen = full.copy()
+    frozen.flags.writeable = False
+    out = stack([frozen], 4)
+    assert out.flags.writeable and not np.shares_memory(out, frozen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about a non-writable array
+        torch.from_numpy(out)
+    out = stack([np.ones(6, np.float64)], 6, np.float32)
+    assert out.dtype == np.float32 and out.shape == (1, 6)
+    assert stack([[True, False]], 3, bool).tolist() == [[True, False, False]]
 
 
 def audio_logit(frames):

@@ -537,6 +537,42 @@ def test_crop_resize_matrices_are_f_interpolate(n_in, n_out):
     torch.testing.assert_close(a @ x @ a.T, ref, atol=1e-3, rtol=1e-5)  # (0..255 pixel values)
 
 
+@pytest.mark.parametrize("frames,size_in,dtype", [(23, 96, torch.uint8), (100, 96, torch.uint8), (7, 48, torch.float32)])
+def test_crop_stem_in_chunks_equals_the_whole_window_at_once(frames, size_in, dtype, monkeypatch):
+    """The crop stem resizes, normalises and masks a few frames at a time (cache-sized chunks);
+    every step is per frame, so the tokens are the whole-window computation's bit for bit, for a
+    window that is not a multiple of the chunk, a batch of two with different masks, uint8 or
+    float crops, resized or not; and it trains (the gradient is the whole-window one)."""
+    from einops import rearrange
+
+    from avdetect.models import visual as V
+
+    torch.manual_seed(0)
+    stem = V._CropStem(48, 8, 3, 32)
+    g = torch.Generator().manual_seed(1)
+    crops = torch.randint(0, 256, (2, frames, 3, size_in, size_in), generator=g)
+    crops = crops.to(torch.uint8) if dtype == torch.uint8 else crops.float() / 255.0
+    mask = torch.rand(2, frames, generator=g) > 0.3
+
+    def whole(crops, mask):  # the stem before chunking: one pass over the whole window
+        scale = 1.0 / 255.0 if crops.dtype == torch.uint8 else 1.0
+        x = rearrange(crops.float(), "b t c h w -> (b t) c h w")
+        if size_in != 48:
+            x = V.resize_matrix(size_in, 48, x.dtype, x.device) @ x @ V.resize_matrix(size_in, 48, x.dtype, x.device).T
+        x = x * (scale / stem.std) - stem.mean / stem.std
+        x = rearrange(x, "(b t) c h w -> b c t h w", b=2) * mask[:, None, :, None, None].float()
+        return rearrange(stem.proj(x), "b d t h w -> b t (h w) d") + stem.pos
+
+    assert V._STEM_CHUNK_FRAMES < frames or frames == 7  # several chunks in the long cases
+    with torch.no_grad():
+        assert torch.equal(stem(crops, mask), whole(crops, mask))
+    stem(crops, mask).square().mean().backward()
+    got = stem.proj.weight.grad.clone()
+    stem.zero_grad()
+    whole(crops, mask).square().mean().backward()
+    torch.testing.assert_close(got, stem.proj.weight.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_visual_encoder_has_no_absolute_time(model):
     """A clip placed later in the window (masked frames around it) gives the same features,
     so the sync head can only match audio and video by content, never by position."""
