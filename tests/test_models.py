@@ -573,6 +573,35 @@ def test_crop_stem_in_chunks_equals_the_whole_window_at_once(frames, size_in, dt
     torch.testing.assert_close(got, stem.proj.weight.grad, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("window", [None, 3])
+def test_temporal_attention_on_strided_views_equals_the_copied_layout(window):
+    """The space-time block's temporal attention takes q, k and v as strided views of one
+    projection of the tokens in (B, N, T) order; its output is that of q, k and v each copied
+    into (B, N*H, T, E) bit for bit: a batch of two clips with different invalid frames, with and
+    without a local window; and the gradients agree."""
+    from einops import rearrange
+
+    from avdetect.models.layers import key_mask_to_attn_mask, masked_attention
+    from avdetect.models.visual import SpaceTimeBlock
+
+    torch.manual_seed(0)
+    blk = SpaceTimeBlock(32, 4, 2.0, 0.0)
+    x = torch.randn(2, 20, 5, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    frames = torch.ones(2, 20, dtype=torch.bool)
+    frames[0, 3:6], frames[1, 12:] = False, False
+    mask = key_mask_to_attn_mask(frames, 20, window)
+
+    def copied(x):  # the temporal step before: q, k, v rearranged (copied) into (B, N*H, T, E)
+        q, k, v = rearrange(blk.qkv_t(blk.norm_t(x)), "b t n (three h e) -> three b (n h) t e", three=3, h=4)
+        return blk.out_t(rearrange(masked_attention(q, k, v, mask), "b (n h) t e -> b t n (h e)", n=5))
+
+    got, ref = blk.temporal(blk.norm_t(x), mask), copied(x)
+    assert torch.equal(got, ref)
+    g1, = torch.autograd.grad(got.square().sum(), x)
+    g2, = torch.autograd.grad(ref.square().sum(), x)
+    torch.testing.assert_close(g1, g2, atol=1e-6, rtol=1e-5)
+
+
 def test_visual_encoder_has_no_absolute_time(model):
     """A clip placed later in the window (masked frames around it) gives the same features,
     so the sync head can only match audio and video by content, never by position."""

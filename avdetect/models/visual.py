@@ -68,17 +68,27 @@ class SpaceTimeBlock(nn.Module):
         self.norm_m = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio, dropout)
 
+    def temporal(self, x: torch.Tensor, time_mask: torch.Tensor | None) -> torch.Tensor:
+        """Temporal attention over normed tokens ``(B, T, N, D)``: token position n of every frame
+        attends along time. The tokens are put in (B, N, T) order before the projection, so q, k
+        and v are strided views of its output: one copy of the tokens instead of one each of q, k
+        and v, and the same values bit for bit."""
+        b, t, n, d = x.shape
+        qkv = self.qkv_t(x.transpose(1, 2).contiguous())  # (B, N, T, 3D)
+        qkv = qkv.view(b * n, t, 3, self.heads, d // self.heads)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each (B*N, H, T, E)
+        if time_mask is not None and time_mask.shape[0] > 1:
+            time_mask = time_mask.repeat_interleave(n, dim=0)  # (B*N, 1, T, T): each clip's mask per position
+        y = masked_attention(q, k, v, time_mask, self.dropout if self.training else 0.0)  # (B*N, H, T, E)
+        return self.out_t(rearrange(y, "(b n) h t e -> b t n (h e)", b=b))  # (B, T, N, D)
+
     def forward(self, x: torch.Tensor, time_mask: torch.Tensor | None, frame_mask: torch.Tensor) -> torch.Tensor:
-        b, _, n, _ = x.shape
+        b = x.shape[0]
         # depthwise conv along time (invalid frames as zeros): translation-equivariant position cue
         y = F.pad(x * frame_mask[:, :, None, None].to(x.dtype), (0, 0, 0, 0, 1, 1))  # (B, T+2, N, D)
         w = self.pos_t_weight
         x = x + (y[:, :-2] * w[0] + y[:, 1:-1] * w[1] + y[:, 2:] * w[2] + self.pos_t_bias)  # (B, T, N, D)
-        # temporal attention: token position n of every frame attends along time
-        q, k, v = rearrange(self.qkv_t(self.norm_t(x)), "b t n (three h e) -> three b (n h) t e",
-                            three=3, h=self.heads)  # each (B, N*H, T, E)
-        y = masked_attention(q, k, v, time_mask, self.dropout if self.training else 0.0)  # (B, N*H, T, E)
-        x = x + self.out_t(rearrange(y, "b (n h) t e -> b t n (h e)", n=n))  # (B, T, N, D)
+        x = x + self.temporal(self.norm_t(x), time_mask)  # (B, T, N, D)
         # spatial attention within each frame
         y = rearrange(self.norm_s(x), "b t n d -> (b t) n d")  # (B*T, N, D)
         x = x + rearrange(self.attn_s(y), "(b t) n d -> b t n d", b=b)  # (B, T, N, D)
