@@ -328,9 +328,9 @@ class DomainMeter:
             return
         a = i0 * SAMPLES_PER_FRAME - self._half - self._buf_start
         b = (stop - 1) * SAMPLES_PER_FRAME - self._half + self._nfft - self._buf_start
-        feats = self._gate._chunk_features(self._buf[a:b], stop - i0)
-        self._env.append(feats["speech_env"].astype(np.float32))
-        self._flat.append(feats["flatness"].astype(np.float32))
+        env, flat = self._gate.speech_features(self._buf[a:b], stop - i0)
+        self._env.append(env.astype(np.float32))
+        self._flat.append(flat.astype(np.float32))
         self._next_frame = stop
         keep = stop * SAMPLES_PER_FRAME - self._half - self._buf_start
         self._buf = self._buf[keep:]

@@ -71,6 +71,21 @@ def test_pitch_and_mfcc_of_generated_voices():
         assert vf["mfcc"].shape == (n, 12) and np.isfinite(vf["mfcc"]).all()
 
 
+def test_speech_features_are_the_full_features_speech_fields():
+    """The domain checks measure speech with speech_features (the speech envelope and the
+    flatness alone, no pitch or cepstra): the same values, bit for bit, as those fields of the
+    full per-frame features the evidence computes, on speech-like and silent audio."""
+    from avdetect.forensics.audio import NFFT, _chunk_features, speech_features
+
+    rng = np.random.default_rng(0)
+    t = np.arange(40 * 640 + NFFT) / 16000.0
+    voiced = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(len(t)))
+    for x in (voiced.astype(np.float32), np.zeros(len(t), np.float32)):
+        full = _chunk_features(x, 40)
+        env, flat = speech_features(x, 40)
+        assert np.array_equal(env, full["speech_env"]) and np.array_equal(flat, full["flatness"])
+
+
 def test_clean_pitch_drops_quiet_and_octave_frames():
     T = 100
     f0 = np.full(T, 120.0, np.float32)

@@ -98,29 +98,51 @@ def _band_edges() -> np.ndarray:
     return np.geomspace(100.0, SAMPLE_RATE / 2, N_BANDS + 1)
 
 
+def _spectra(x: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (n, NFFT): each frame's 640 samples in the middle, power spectra (n, F)) of
+    ``n_frames`` frames from samples ``x`` (which extend NFFT/2 beyond each side)."""
+    idx = np.arange(n_frames)[:, None] * SAMPLES_PER_FRAME + np.arange(NFFT)[None, :]
+    frames = x[idx]  # (n, NFFT): frame i's 640 samples in the middle
+    win = np.hanning(NFFT).astype(np.float32)
+    return frames, np.abs(np.fft.rfft((frames - frames.mean(1, keepdims=True)) * win, axis=1)) ** 2  # (n, F)
+
+
+_EPS = 1e-10
+
+
+def _speech_env(spec: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    sb = (freqs >= SPEECH_BAND[0]) & (freqs <= SPEECH_BAND[1])
+    return np.log(spec[:, sb].sum(1) + _EPS)
+
+
+def _flatness(spec: np.ndarray) -> np.ndarray:
+    return np.exp(np.mean(np.log(spec[:, 1:] + _EPS), 1)) / (np.mean(spec[:, 1:], 1) + _EPS)
+
+
+def speech_features(x: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(speech_env, flatness) of :func:`_chunk_features` alone, the same values: what
+    :func:`speech_activity` needs (the domain checks measure speech with it while windows pass)."""
+    _, spec = _spectra(x, n_frames)
+    return _speech_env(spec, np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)), _flatness(spec)
+
+
 def _chunk_features(x: np.ndarray, n_frames: int) -> dict:
     """Features of ``n_frames`` frames from samples ``x`` (which extend NFFT/2 beyond each side)."""
     half = (NFFT - SAMPLES_PER_FRAME) // 2
-    idx = np.arange(n_frames)[:, None] * SAMPLES_PER_FRAME + np.arange(NFFT)[None, :]
-    frames = x[idx]  # (n, NFFT): frame i's 640 samples in the middle
+    frames, spec = _spectra(x, n_frames)
     core = frames[:, half : half + SAMPLES_PER_FRAME]
-    win = np.hanning(NFFT).astype(np.float32)
-    spec = np.abs(np.fft.rfft((frames - frames.mean(1, keepdims=True)) * win, axis=1)) ** 2  # (n, F)
     freqs = np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)
-    eps = 1e-10
-    total = spec.sum(1) + eps
-    sb = (freqs >= SPEECH_BAND[0]) & (freqs <= SPEECH_BAND[1])
+    total = spec.sum(1) + _EPS
     edges = _band_edges()
     bands = np.stack([spec[:, (freqs >= lo) & (freqs < hi)].sum(1) for lo, hi in zip(edges[:-1], edges[1:])], 1)
     cum = np.cumsum(spec, 1)
     rolloff = freqs[np.minimum(np.argmax(cum >= 0.95 * cum[:, -1:], axis=1), len(freqs) - 1)]
-    flat = np.exp(np.mean(np.log(spec[:, 1:] + eps), 1)) / (np.mean(spec[:, 1:], 1) + eps)
     rms = np.sqrt(np.mean(core.astype(np.float64) ** 2, 1)) + 1e-6
     jumps = np.abs(np.diff(core, axis=1)).max(1)
     return dict(
-        log_energy=np.log(total), speech_env=np.log(spec[:, sb].sum(1) + eps), bands=np.log(bands + eps),
-        centroid=(spec * freqs).sum(1) / total, rolloff=rolloff, flatness=flat, dc=core.mean(1), clicks=jumps / rms,
-        **voice_frame_features(spec, NFFT),
+        log_energy=np.log(total), speech_env=_speech_env(spec, freqs), bands=np.log(bands + _EPS),
+        centroid=(spec * freqs).sum(1) / total, rolloff=rolloff, flatness=_flatness(spec), dc=core.mean(1),
+        clicks=jumps / rms, **voice_frame_features(spec, NFFT),
     )
 
 
