@@ -45,6 +45,7 @@ from typing import Iterator
 
 import numpy as np
 
+from avdetect._process import child_env
 from avdetect.errors import (
     AVDetectError,
     CorruptMediaError,
@@ -240,7 +241,7 @@ def _parse_header(stderr: str) -> _Header:
 # subprocess helpers
 def _run(cmd: list[str], path: str, timeout: float) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=child_env())
     except subprocess.TimeoutExpired as err:
         raise MediaTimeoutError(f"ffmpeg did not finish inspecting the file within {timeout:.0f} s", path) from err
     except OSError as err:
@@ -541,7 +542,8 @@ class _FFmpegPipe:
         self.stall_timeout = stall_timeout
         self._err = tempfile.TemporaryFile()
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, bufsize=0)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, bufsize=0,
+                                         env=child_env())
         except OSError as err:
             self._err.close()
             raise MediaError(f"cannot run ffmpeg ({cmd[0]}): {err}", path) from err
@@ -975,7 +977,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray |
         tmp_out = path.with_name(path.name + ".part.mp4")
         cmd += ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                 "-movflags", "+faststart", str(tmp_out)]
-        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, timeout=600)
+        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, timeout=600,
+                              env=child_env())
         if proc.returncode != 0:
             tmp_out.unlink(missing_ok=True)
             raise error(f"ffmpeg failed to encode: {proc.stderr.decode(errors='replace').strip()[-300:]}", path)

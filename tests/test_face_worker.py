@@ -403,3 +403,36 @@ def test_the_model_takes_the_face_workers_core_once_it_has_finished(clip, checkp
     monkeypatch.setattr(api, "_usable_cores", lambda: 1)  # no core to take
     det.detect(clip, threads=1, prefetch="process")
     assert torch.get_num_threads() == 1
+
+
+def test_child_processes_get_the_malloc_tunables(clip, monkeypatch):
+    """ffmpeg decoders and the face worker run with CHILD_MALLOC_TUNABLES in GLIBC_TUNABLES
+    (read from the running processes' environments), added to other tunables, and not when the
+    caller sets malloc tunables of its own."""
+    from avdetect._process import CHILD_MALLOC_TUNABLES, child_env
+    from avdetect.faces.worker import FaceWorker
+    from avdetect.media import load_media
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert child_env()["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+    assert child_env()["GLIBC_TUNABLES"] == "glibc.pthread.rseq=0:" + CHILD_MALLOC_TUNABLES
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+
+    def tuned(pid: int) -> bool:  # (glibc splits GLIBC_TUNABLES at ":" in the process's own environ)
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+        return b"GLIBC_TUNABLES=" in env and all(t.encode() in env for t in CHILD_MALLOC_TUNABLES.split(":"))
+
+    media = load_media(str(clip))
+    frames = media.iter_windows(size=10, pixel_format="yuv420p")
+    next(frames)  # the decoder now waits on a full pipe: alive
+    decoders = [p for p in _children(os.getpid()) if "ffmpeg" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert decoders and all(tuned(p) for p in decoders)
+    frames.close()
+    worker = FaceWorker(media, "opencv", 25)
+    try:
+        assert tuned(worker._proc.pid)
+    finally:
+        worker.close()

@@ -38,6 +38,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from avdetect._process import child_env
+
 log = logging.getLogger(__name__)
 
 #: Backends a fresh interpreter registers on ``import avdetect.faces`` (others are run in a thread).
@@ -137,7 +139,7 @@ class FaceWorker:
                 "parent": os.getpid()}
         self._stderr = tempfile.TemporaryFile()  # a file, never a pipe: a chatty child cannot block on it
         self._proc = subprocess.Popen([sys.executable, "-m", "avdetect.faces.worker"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 16)
+                                      stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 16, env=child_env())
         self._proc.stdin.write(json.dumps(spec).encode() + b"\n")
         self._proc.stdin.close()  # the spec is all the child reads
         self._path = media.info.path
