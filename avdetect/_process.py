@@ -49,6 +49,19 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def enlarge_pipe(fd: int, size: int = 1 << 20) -> None:
+    """Give the pipe ``fd`` belongs to ``size`` bytes of buffer (Linux ``F_SETPIPE_SZ``; 1 MB is
+    the most an unprivileged process may ask by default): a child that writes frames or windows
+    of hundreds of kB then wakes its reader a few times per item instead of once per 64 kB.
+    Elsewhere, or if refused, the pipe keeps its size."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError) as err:
+        log.debug("pipe buffer left as it is (%s)", err)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity; elsewhere than Linux, all)."""
     try:

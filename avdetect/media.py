@@ -45,7 +45,7 @@ from typing import Iterator
 
 import numpy as np
 
-from avdetect._process import child_env
+from avdetect._process import child_env, enlarge_pipe
 from avdetect.errors import (
     AVDetectError,
     CorruptMediaError,
@@ -548,12 +548,7 @@ class _FFmpegPipe:
             self._err.close()
             raise MediaError(f"cannot run ffmpeg ({cmd[0]}): {err}", path) from err
         self._fd = self.proc.stdout.fileno()
-        try:  # a larger pipe means fewer wake-ups per frame (Linux only; harmless elsewhere)
-            import fcntl
-
-            fcntl.fcntl(self._fd, 1031, 1 << 20)  # F_SETPIPE_SZ
-        except (ImportError, OSError):
-            pass
+        enlarge_pipe(self._fd)  # fewer wake-ups per frame
 
     def readinto(self, view: memoryview) -> int:
         """Fill ``view`` (a byte view of the destination array); fewer bytes only at the end."""

@@ -405,10 +405,12 @@ def test_the_model_takes_the_face_workers_core_once_it_has_finished(clip, checkp
     assert torch.get_num_threads() == 1
 
 
-def test_child_processes_get_the_malloc_tunables(clip, monkeypatch):
+def test_child_processes_get_the_malloc_tunables_and_large_pipes(clip, monkeypatch):
     """ffmpeg decoders and the face worker run with CHILD_MALLOC_TUNABLES in GLIBC_TUNABLES
     (read from the running processes' environments), added to other tunables, and not when the
-    caller sets malloc tunables of its own."""
+    caller sets malloc tunables of its own; their output pipes hold 1 MB (Linux)."""
+    import fcntl
+
     from avdetect._process import CHILD_MALLOC_TUNABLES, child_env
     from avdetect.faces.worker import FaceWorker
     from avdetect.media import load_media
@@ -434,5 +436,7 @@ def test_child_processes_get_the_malloc_tunables(clip, monkeypatch):
     worker = FaceWorker(media, "opencv", 25)
     try:
         assert tuned(worker._proc.pid)
+        if int(Path("/proc/sys/fs/pipe-max-size").read_text()) >= 1 << 20:
+            assert fcntl.fcntl(worker._proc.stdout.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032)) == 1 << 20
     finally:
         worker.close()

@@ -38,7 +38,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from avdetect._process import child_env
+from avdetect._process import child_env, enlarge_pipe
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class FaceWorker:
         self._stderr = tempfile.TemporaryFile()  # a file, never a pipe: a chatty child cannot block on it
         self._proc = subprocess.Popen([sys.executable, "-m", "avdetect.faces.worker"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr, bufsize=1 << 16, env=child_env())
+        enlarge_pipe(self._proc.stdout.fileno())  # a window's crops are megabytes
         self._proc.stdin.write(json.dumps(spec).encode() + b"\n")
         self._proc.stdin.close()  # the spec is all the child reads
         self._path = media.info.path
