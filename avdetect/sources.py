@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from avdetect._threads import BackgroundCall
 from avdetect.domain import DomainFacts, DomainMeter
 from avdetect.errors import MediaError
 from avdetect.inference import WindowInputs
@@ -96,7 +97,10 @@ class FaceStream:
 
 
 class AudioStream:
-    """Audio samples of any range at or after the last one asked for, decoded in chunks."""
+    """Audio samples of any range at or after the last one asked for, decoded in chunks. The next
+    chunk is decoded in a background thread (from the start, while the model loads), so the
+    caller waits for audio only when it outruns the decoder; the chunks, and so the samples, are
+    the same as decoding each when it is needed. ``seconds``: the time spent waiting."""
 
     def __init__(self, media, chunk_s: float):
         self.media = media
@@ -106,17 +110,25 @@ class AudioStream:
         self.buf_start = 0  # sample index of buf[0]
         self.next_chunk = 0  # sample index where the next decode starts
         self.seconds = 0.0
+        self._ahead = self._decode_next()  # the decode of the chunk at next_chunk, running
+
+    def _decode_next(self) -> BackgroundCall | None:
+        if self.next_chunk >= self.n_samples:
+            return None
+        start, stop = samples_to_seconds(self.next_chunk), samples_to_seconds(min(self.n_samples, self.next_chunk + self.chunk))
+        return BackgroundCall(self.media.read_audio, start, stop, name="avdetect-audio")
 
     def samples(self, a: int, b: int) -> np.ndarray:
         """Samples [a, b) (zeros past the end of the audio stream)."""
         while self.next_chunk < min(b, self.n_samples):
             t0 = time.perf_counter()
             stop = min(self.n_samples, self.next_chunk + self.chunk)
-            got = self.media.read_audio(samples_to_seconds(self.next_chunk), samples_to_seconds(stop))
+            got = self._ahead.result()  # samples [next_chunk, stop); a decoding error is raised here
             keep_from = min(max(0, a - self.buf_start), len(self.buf))  # buf then starts where `got` does
             self.buf = np.concatenate([self.buf[keep_from:], got])
             self.buf_start += keep_from
             self.next_chunk += len(got) if len(got) else stop - self.next_chunk
+            self._ahead = self._decode_next()
             self.seconds += time.perf_counter() - t0
         out = np.zeros(b - a, np.float32)
         lo, hi = max(a, self.buf_start), min(b, self.buf_start + len(self.buf))

@@ -173,6 +173,35 @@ def test_audio_chunks_match_whole_decode(fake_clip):
             np.testing.assert_array_equal(stream.samples(s * 640, (s + 20) * 640), ref)
 
 
+def test_audio_chunks_decoded_ahead_raise_their_errors_when_needed(fake_clip):
+    """The next audio chunk decodes in a background thread: its error (a corrupt stream half-way)
+    is raised by the samples() call that needs it, and not before; the chunks already read stay
+    served."""
+    from avdetect.errors import CorruptMediaError
+    from avdetect.media import load_media
+    from avdetect.sources import AudioStream
+
+    media = load_media(fake_clip[0])
+    real = media.read_audio
+    calls = []
+
+    def read_audio(start_s, stop_s=None):
+        calls.append(start_s)
+        if start_s >= 1.0:
+            raise CorruptMediaError("audio stream broken at 1 s", media.info.path)
+        return real(start_s, stop_s)
+
+    media.read_audio = read_audio
+    stream = AudioStream(media, chunk_s=1.0)
+    first = stream.samples(0, 10 * 640)  # chunk 0; chunk 1 is decoding (and failing) meanwhile
+    np.testing.assert_array_equal(first, real(0.0, 0.4))
+    stream._ahead._thread.join()
+    assert calls == [0.0, 1.0]
+    np.testing.assert_array_equal(stream.samples(5 * 640, 20 * 640), real(0.2, 0.8))  # still chunk 0
+    with pytest.raises(CorruptMediaError, match="broken at 1 s"):
+        stream.samples(20 * 640, 30 * 640)
+
+
 def test_prefetch_passes_items_errors_and_stops_early():
     from avdetect.media import Prefetch
 
