@@ -110,20 +110,21 @@ class AudioStream:
         self.buf_start = 0  # sample index of buf[0]
         self.next_chunk = 0  # sample index where the next decode starts
         self.seconds = 0.0
-        self._ahead = self._decode_next()  # the decode of the chunk at next_chunk, running
+        self._ahead = self._decode_next()  # (its end, the decode of the chunk at next_chunk, running)
 
-    def _decode_next(self) -> BackgroundCall | None:
+    def _decode_next(self) -> tuple[int, BackgroundCall] | None:
         if self.next_chunk >= self.n_samples:
             return None
-        start, stop = samples_to_seconds(self.next_chunk), samples_to_seconds(min(self.n_samples, self.next_chunk + self.chunk))
-        return BackgroundCall(self.media.read_audio, start, stop, name="avdetect-audio")
+        stop = min(self.n_samples, self.next_chunk + self.chunk)
+        return stop, BackgroundCall(self.media.read_audio, samples_to_seconds(self.next_chunk), samples_to_seconds(stop),
+                                    name="avdetect-audio")
 
     def samples(self, a: int, b: int) -> np.ndarray:
         """Samples [a, b) (zeros past the end of the audio stream)."""
         while self.next_chunk < min(b, self.n_samples):
             t0 = time.perf_counter()
-            stop = min(self.n_samples, self.next_chunk + self.chunk)
-            got = self._ahead.result()  # samples [next_chunk, stop); a decoding error is raised here
+            stop, call = self._ahead
+            got = call.result()  # samples [next_chunk, stop); a decoding error is raised here
             keep_from = min(max(0, a - self.buf_start), len(self.buf))  # buf then starts where `got` does
             self.buf = np.concatenate([self.buf[keep_from:], got])
             self.buf_start += keep_from

@@ -195,7 +195,7 @@ def test_audio_chunks_decoded_ahead_raise_their_errors_when_needed(fake_clip):
     stream = AudioStream(media, chunk_s=1.0)
     first = stream.samples(0, 10 * 640)  # chunk 0; chunk 1 is decoding (and failing) meanwhile
     np.testing.assert_array_equal(first, real(0.0, 0.4))
-    stream._ahead._thread.join()
+    stream._ahead[1]._thread.join()
     assert calls == [0.0, 1.0]
     np.testing.assert_array_equal(stream.samples(5 * 640, 20 * 640), real(0.2, 0.8))  # still chunk 0
     with pytest.raises(CorruptMediaError, match="broken at 1 s"):

@@ -279,7 +279,6 @@ def main() -> int:
     from avdetect.faces import FaceTracker
     from avdetect.media import Media
 
-
     try:
         media = Media(_media_info_from_dict(spec["media"]), stall_timeout=spec["stall_timeout"], decode_threads=decode_threads())
         tracker = FaceTracker(backend=spec["backend"], crops=True)

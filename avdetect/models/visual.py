@@ -135,6 +135,7 @@ class _CropStem(nn.Module):
             rows = resize_matrix(h, self.size, torch.float32, crops.device)
             cols = resize_matrix(w, self.size, torch.float32, crops.device).T
         weight = mask.float()
+        mul, sub = scale / self.std, self.mean / self.std  # [0, 255] or [0, 1] -> normalised
         parts = []
         # resize, normalise and mask a few frames at a time: every step is per frame, so the result
         # is the same bit for bit as over the whole window, but each chunk's float copy stays in
@@ -144,7 +145,7 @@ class _CropStem(nn.Module):
             x = rearrange(crops[:, a:a + _STEM_CHUNK_FRAMES].float(), "b t c h w -> (b t) c h w")  # (b*k, 3, H, W)
             if resize:
                 x = rows @ x @ cols
-            x = x * (scale / self.std) - self.mean / self.std  # [0, 255] or [0, 1] -> normalised
+            x = x * mul - sub
             x = rearrange(x, "(b t) c h w -> b c t h w", b=b)  # (B, 3, k, S, S)
             parts.append(x * weight[:, None, a:a + _STEM_CHUNK_FRAMES, None, None])  # invalid frames -> zeros
         x = self.proj(torch.cat(parts, dim=2))  # (B, D, T, S/p, S/p)
