@@ -419,3 +419,23 @@ def test_window_sync_curves_are_the_per_lag_correlations():
             ins = (tt >= 0) & (tt < len(scorer.y))
             ref.append(_corr(p[ins], scorer.y[tt[ins]]) if ins.sum() >= 10 else 0.0)
         assert np.array_equal(scorer._window_corr(p, t), np.array(ref))
+
+
+@pytest.mark.parametrize("n", [3000, 120])
+def test_principal_axes_are_the_leading_right_singular_vectors(n):
+    """The sync evidence's lips axes (eigenvectors of the smaller Gram matrix) are the SVD's
+    leading right singular vectors, up to sign, from tall (n > d) and wide (n < d) rows; each
+    sign is fixed by the largest loading."""
+    from avdetect.forensics.sync import principal_axes
+
+    rng = np.random.default_rng(1)
+    d, k = 528, 6
+    x = (rng.normal(size=(n, 12)) * np.linspace(6, 1, 12)) @ rng.normal(size=(12, d)) + 0.1 * rng.normal(size=(n, d))
+    x = (x - x.mean(0)).astype(np.float32)
+    axes = principal_axes(x, k)
+    _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    assert axes.shape == (k, d) and axes.dtype == np.float32
+    assert np.allclose(np.abs(np.sum(axes * vt[:k], axis=1)), 1.0, atol=1e-5)  # the same axes
+    assert np.allclose(np.linalg.norm(axes, axis=1), 1.0, atol=1e-5)
+    assert (axes[np.arange(k), np.abs(axes).argmax(1)] > 0).all()
+    assert np.array_equal(principal_axes(-x, k), axes)  # the sign does not depend on the data's

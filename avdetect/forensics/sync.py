@@ -173,6 +173,28 @@ def _highpassed_chunks(flat: np.ndarray, near: np.ndarray):
         yield a, h[a - lo: b - lo].astype(np.float32)
 
 
+def principal_axes(X: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) float32: the ``k`` leading principal axes of the centred rows ``X`` (n, d), the
+    right singular vectors of its ``k`` largest singular values, from the eigenvectors of the
+    smaller of the two Gram matrices (``X^T X`` or ``X X^T``, in float64). On the 3000 x 528
+    lips rows of a 2-min clip this is several times faster than a full SVD, which also computes
+    the other 522 axes and the (n, 528) left vectors. Each axis' sign is fixed so that its
+    largest loading is positive (an SVD leaves the sign to the LAPACK build)."""
+    n, d = X.shape
+    k = min(k, n, d)
+    x = X.astype(np.float64)
+    if n >= d:
+        w, v = np.linalg.eigh(x.T @ x)  # ascending eigenvalues, (d, d) eigenvectors
+        axes = v[:, ::-1][:, :k].T  # (k, d)
+    else:
+        w, u = np.linalg.eigh(x @ x.T)  # (n, n): the left singular vectors
+        u, w = u[:, ::-1][:, :k], w[::-1][:k]
+        axes = (u.T @ x) / np.sqrt(np.maximum(w, 1e-300))[:, None]  # v_i = X^T u_i / s_i
+    big = np.abs(axes).argmax(axis=1)
+    axes = axes * np.sign(axes[np.arange(len(axes)), big])[:, None]
+    return axes.astype(np.float32)
+
+
 def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: int = 8) -> np.ndarray:
     """(T, 2 k): PCA of high-passed lips thumbnails and |frame-to-frame change| (rows without a
     face take the nearest face's thumbnail first, so that high-passing does not smear zeros)."""
@@ -188,10 +210,10 @@ def _visual_features(mouth: np.ndarray, valid: np.ndarray, frames_per_weight: in
     fit = np.concatenate([h[fit_rows[(fit_rows >= a) & (fit_rows < a + len(h))] - a]
                           for a, h in _highpassed_chunks(flat, near)])
     mu = fit.mean(0)
-    _, s, vt = np.linalg.svd(fit - mu, full_matrices=False)
+    vt = principal_axes(fit - mu, k)  # (k, pixels)
     P = np.empty((T, k), np.float32)
     for a, h in _highpassed_chunks(flat, near):
-        P[a: a + len(h)] = (h - mu) @ vt[:k].T  # (rows, k)
+        P[a: a + len(h)] = (h - mu) @ vt.T  # (rows, k)
     D = np.abs(np.diff(P, axis=0, prepend=P[:1]))
     return np.concatenate([P, D], 1)
 
