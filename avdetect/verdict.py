@@ -37,7 +37,7 @@ import numpy as np
 
 from avdetect.domain import DomainFacts, check_domain
 from avdetect.media import stream_start_warning
-from avdetect.report.model import ModalityResult, QualityWarning, VerdictReason
+from avdetect.report.model import ModalityResult, QualityWarning, VerdictReason, against
 
 MIN_CLIP_S = 2.0  # shorter clips get a warning: less context than the model was trained with
 LOW_RES_SIDE = 240  # source videos whose shorter side is below this get a warning
@@ -96,9 +96,11 @@ def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: li
     if domain_reasons:
         return Verdict("unknown", list(domain_reasons), in_domain=False)
     reasons: list[VerdictReason] = []
+    limits = (threshold,) if real_below is None else (threshold, real_below)
+    p_text, t_text, *below_text = against(p_fake, *limits)  # decimals that keep p on its side of each
     if p_fake >= threshold:
-        reasons.append(VerdictReason("model_score", f"the model's p(fake) {p_fake:.3f} reaches the threshold {threshold:.2f}",
-                                     f"p(fake) {p_fake:.2f} >= {threshold:.2f}"))
+        reasons.append(VerdictReason("model_score", f"the model's p(fake) {p_text} reaches the threshold {t_text}",
+                                     f"p(fake) {p_text} >= {t_text}"))
     if segments:
         top = segments[0]
         reasons.append(VerdictReason(
@@ -131,13 +133,13 @@ def decide_verdict(p_fake: float, threshold: float, segments: list, evidence: li
             in_domain=True)
     if real_below is not None and p_fake >= min(real_below, threshold):
         return Verdict("unknown", [VerdictReason(
-            "model_uncertain", f"the model's p(fake) {p_fake:.3f} is below the threshold {threshold:.2f} but not below "
-                               f"{real_below:.2f}, the score under which this checkpoint's real and forged dev clips "
-                               "separate: it cannot tell real from fake here", f"model uncertain, p(fake) {p_fake:.2f}")],
+            "model_uncertain", f"the model's p(fake) {p_text} is below the threshold {t_text} but not below "
+                               f"{below_text[0]}, the score under which this checkpoint's real and forged dev clips "
+                               "separate: it cannot tell real from fake here", f"model uncertain, p(fake) {p_text}")],
             in_domain=True)
     return Verdict("real", [VerdictReason(
-        "nothing_found", f"inside the checkpoint's domain, the model's p(fake) {p_fake:.3f} is below the threshold "
-                         f"{threshold:.2f}, no segment is flagged and no training-free evidence with a time span reaches "
+        "nothing_found", f"inside the checkpoint's domain, the model's p(fake) {p_text} is below the threshold "
+                         f"{t_text}, no segment is flagged and no training-free evidence with a time span reaches "
                          f"strength {STRONG_EVIDENCE:g}", "nothing found")], in_domain=True)
 
 
@@ -167,13 +169,14 @@ def stream_result(name: str, present: bool, judged: bool, score: float | None, t
         return ModalityResult(True, round(score, 4), "fake", note)
     if real_below is not None and score >= min(real_below, threshold):
         return ModalityResult(True, round(score, 4), "unknown", "; ".join(
-            x for x in (note, f"score between real_below {real_below:.2f} and the threshold: the model cannot tell") if x))
+            x for x in (note, f"score between real_below {against(score, real_below)[1]} and the threshold: the model "
+                              "cannot tell") if x))
     return ModalityResult(True, round(score, 4), "real", note)
 
 
 def explain(decision: Verdict, p_fake: float, threshold: float, visual: ModalityResult, audio: ModalityResult) -> str:
     """The report's explanation: why the verdict first, then the model's readings."""
-    readings = f"p(fake) = {p_fake:.3f} against a threshold of {threshold:.2f}"
+    readings = "p(fake) = {} against a threshold of {}".format(*against(p_fake, threshold))
     why = "; ".join(r.message for r in decision.reasons)
     if not decision.in_domain:
         return (f"Outside the checkpoint's domain, so no verdict: {why}. For reference only, not a verdict: the "

@@ -677,3 +677,71 @@ def test_inputs_that_are_not_talking_face_video_get_no_verdict(not_talking_faces
     assert r.verdict == "unknown" and r.segments == [], r.summary()
     assert codes <= got, (name, got)
     assert all(x.message for x in r.verdict_reasons)  # each reason says why in words
+
+
+def test_against_keeps_every_value_on_its_side_of_its_limits():
+    """Scores and limits printed with the fewest decimals (3 at least) at which the printed
+    value is below a limit exactly when the value is: a real clip at p 0.86275 under a threshold
+    of 0.863 must not read "0.863 is below the threshold 0.86"."""
+    from avdetect.report.model import against
+
+    assert against(0.862754, 0.863) == ("0.8628", "0.8630")
+    assert against(0.8634, 0.863) == ("0.863", "0.863")  # at or above reads at or above
+    assert against(0.5, 0.8, 0.6) == ("0.500", "0.800", "0.600")
+    assert against(0.66975, 0.863, 0.6698) == ("0.6697", "0.8630", "0.6698")  # 0.66975 is 0.669749.. in binary
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        t = round(float(rng.uniform(0.3, 0.95)), int(rng.integers(2, 5)))
+        p = t + float(rng.choice([-1, 1])) * 10.0 ** -float(rng.uniform(1, 5.5))
+        ps, ts = against(p, t)
+        assert (float(ps) < float(ts)) == (p < t), (p, t, ps, ts)
+
+
+def test_verdict_texts_show_the_score_on_its_side_of_the_threshold():
+    """The measured case (grid_lbbc2a.mpg: p 0.862754 against the default checkpoint's 0.863):
+    every text of the verdict, the one-line summary, the VTT note and the HTML page say it is
+    below, with the digits that show it."""
+    from avdetect.report import to_html
+    from avdetect.report.writers import to_vtt
+    from avdetect.verdict import decide_verdict, explain, stream_result
+
+    v = decide_verdict(0.862754, 0.863, [], [], [], real_below=0.6698)
+    assert v.verdict == "unknown" and [r.code for r in v.reasons] == ["model_uncertain"]
+    assert "p(fake) 0.8628 is below the threshold 0.8630 but not below 0.6698" in v.reasons[0].message
+    assert v.reasons[0].brief == "model uncertain, p(fake) 0.8628"
+    m = stream_result("audio", True, True, 0.6697, 0.863, 1.0, 0.6698)
+    assert m.verdict == "real"
+    assert "0.8628 against a threshold of 0.8630" in explain(v, 0.862754, 0.863, m, m)
+    assert "0.6697" in decide_verdict(0.6697, 0.863, [], [], [], real_below=0.6698).reasons[0].message
+    fake = decide_verdict(0.8634, 0.863, [], [], [])
+    assert fake.verdict == "fake" and "p(fake) 0.863 reaches the threshold 0.863" in fake.reasons[0].message
+
+    report = _shipped_style_report(0.862754, 0.863)
+    assert "p(fake)=0.8628 (threshold 0.8630)" in report.summary()
+    assert "p(fake)=0.8628 threshold 0.8630" in to_vtt(report)
+    assert "<b>0.8628</b> (threshold 0.8630)" in to_html(report)
+
+
+def _shipped_style_report(p: float, threshold: float):
+    """A schema-valid report with this p(fake) and threshold (no model, no video)."""
+    from avdetect.report import DetectionReport, ModalityResult, Provenance, Tracks
+
+    n = 75
+    prov = Provenance(
+        file_name="clip.mpg", file_path="/data/clip.mpg", sha256="ab" * 32, size_bytes=1234, duration_s=3.0,
+        container="mpeg", video_codec="mpeg1video", audio_codec="mp2", source_size=[360, 288], source_fps=25.0,
+        audio_sample_rate=16000, audio_channels=1, media_warnings=[], package="avdetect", package_version="0.0-test",
+        model_name="avdetect-tiny", checkpoint="test", weights_sha256="cd" * 32, model_parameters=1000,
+        parameters={"threshold": threshold}, device="cpu", started_at="2026-01-01T00:00:00+00:00", run_time_s=1.0,
+        stage_seconds={"model": 0.5}, python_version="3.x", torch_version="x")
+    return DetectionReport(
+        file="/data/clip.mpg", verdict="unknown", fake_probability=p, threshold=threshold,
+        category_probabilities={"RealVideo-RealAudio": 0.4, "RealVideo-FakeAudio": 0.3, "FakeVideo-RealAudio": 0.2,
+                                "FakeVideo-FakeAudio": 0.1},
+        visual=ModalityResult(True, 0.3, "real"), audio=ModalityResult(True, 0.7, "unknown"), segments=[],
+        proposals={"fused": []},
+        tracks=Tracks(fps=25.0, start_s=0.0, n_frames=n, visual=[0.3] * n, audio=[0.7] * n, fused=[0.8] * n,
+                      sync=[0.5] * n, face=[1] * n, audio_level=[0.3] * n),
+        face_coverage=1.0, warnings=[], evidence=[], forensics={"available": False, "ran": [], "skipped": {},
+                                                               "error": None, "tracks": {}},
+        thumbnails=[], provenance=prov)

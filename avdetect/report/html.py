@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from avdetect.report.lanes import STRONG, Lane, evidence_lanes, known_kinds
+from avdetect.report.model import against
 
 COLOURS = {"visual": "#1f77b4", "audio": "#2ca02c", "fused": "#d62728", "sync": "#9467bd"}
 VERDICT_COLOURS = {"fake": "#b00020", "real": "#1b7f3b", "unknown": "#8a6d00"}
@@ -154,7 +155,7 @@ def timeline_png(d: dict, lanes: list[Lane] | None = None) -> str:
             continue
         ax.plot(t, y, color=COLOURS[name], lw=2.0 if name == "fused" else 1.1,
                 ls=":" if name == "sync" else "-", label=name if name != "sync" else "out of sync")
-    ax.axhline(d["threshold"], color="#555", ls="--", lw=0.8, label=f"threshold {d['threshold']:.2f}")
+    ax.axhline(d["threshold"], color="#555", ls="--", lw=0.8, label=f"threshold {d['threshold']:.3f}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("p(manipulated)")
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=5, frameon=False)  # above the plot
@@ -242,7 +243,7 @@ def render_html(d: dict) -> str:
         f"with avdetect {_e(prov['package_version'])}, model {_e(prov['model_name'])}</div>",
         f"<div class='verdict' style='background:{colour};margin-top:14px'>",
         f"<div class='big'>{_e(d['verdict'].upper())}</div>",
-        f"<div class='kv'>p(fake)<br><b>{d['fake_probability']:.3f}</b> (threshold {d['threshold']:.2f})</div>",
+        "<div class='kv'>p(fake)<br><b>{}</b> (threshold {})</div>".format(*against(d["fake_probability"], d["threshold"])),
         f"<div class='kv'>visual<br><b>{_e(d['visual']['verdict'])}</b> {_fmt(d['visual']['score'], 2)}</div>",
         f"<div class='kv'>audio<br><b>{_e(d['audio']['verdict'])}</b> {_fmt(d['audio']['score'], 2)}</div>",
         f"<div class='kv'>flagged segments<br><b>{len(d['segments'])}</b></div>",
@@ -278,7 +279,7 @@ def render_html(d: dict) -> str:
                    "<th>modality</th><th>visual</th><th>audio</th></tr>")
         for k, s in enumerate(d["segments"], start=1):
             out.append(f"<tr><td>{k}</td><td class='num'>{s['start_s']:.2f}</td><td class='num'>{s['end_s']:.2f}</td>"
-                       f"<td class='num'>{s['end_s'] - s['start_s']:.2f}</td><td class='num'>{s['score']:.3f}</td>"
+                       f"<td class='num'>{s['end_s'] - s['start_s']:.2f}</td><td class='num'>{against(s['score'], d['threshold'])[0]}</td>"
                        f"<td>{_e(s['modality'])}</td><td class='num'>{_fmt(s['visual_score'])}</td>"
                        f"<td class='num'>{_fmt(s['audio_score'])}</td></tr>")
         out.append("</table>")

@@ -66,6 +66,18 @@ class QualityWarning:
     message: str
 
 
+def against(value: float, *limits: float, least: int = 3, most: int = 6) -> tuple[str, ...]:
+    """``value`` and each of ``limits`` as text with one number of decimals (at least ``least``),
+    the fewest at which the rounded value stays on its side of every limit: p(fake) 0.86275
+    against a threshold of 0.863 reads "0.8628" and "0.8630", never "0.863 is below 0.86". A
+    value at or above a limit always reads at or above it (rounding keeps order); ``most``
+    decimals at most."""
+    digits = least
+    while digits < most and any(value < t and round(value, digits) >= round(t, digits) for t in limits):
+        digits += 1
+    return tuple(f"{x:.{digits}f}" for x in (value, *limits))
+
+
 @dataclass
 class VerdictReason:
     """Why the verdict is what it is, in plain words with the measured value.
@@ -227,10 +239,12 @@ class DetectionReport:
     def summary(self) -> str:
         """One line: file, verdict (with its reasons, see :meth:`verdict_text`), probability,
         segments (and the checkpoint's caveat, if any)."""
-        segs = ", ".join(f"{s.start_s:.2f}-{s.end_s:.2f}s {s.modality} {s.score:.2f}" for s in self.segments[:5])
+        segs = ", ".join(f"{s.start_s:.2f}-{s.end_s:.2f}s {s.modality} {against(s.score, self.threshold)[0]}"
+                         for s in self.segments[:5])
         more = f" (+{len(self.segments) - 5} more)" if len(self.segments) > 5 else ""
-        line = (f"{self.file}: {self.verdict_text()} p(fake)={self.fake_probability:.3f} "
-                f"(threshold {self.threshold:.2f}); visual {self.visual.verdict}, audio {self.audio.verdict}; "
+        p, t = against(self.fake_probability, self.threshold)
+        line = (f"{self.file}: {self.verdict_text()} p(fake)={p} "
+                f"(threshold {t}); visual {self.visual.verdict}, audio {self.audio.verdict}; "
                 f"{len(self.segments)} segment(s){': ' + segs + more if segs else ''}")
         caveat = next((w.message for w in self.warnings if w.code == "checkpoint_domain"), None)
         return line + (f"\n  caveat: {caveat}" if caveat else "")

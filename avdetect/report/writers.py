@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from avdetect.errors import AVDetectError, ReportError
+from avdetect.report.model import against
 from avdetect.timegrid import format_timestamp
 
 CSV_COLUMNS = ("file", "start_s", "end_s", "score", "modality", "visual_score", "audio_score")
@@ -41,7 +42,7 @@ def to_vtt(report) -> str:
     prov = d["provenance"]
     lines = ["WEBVTT", "",
              f"NOTE avdetect {prov['package_version']} / {prov['model_name']}: verdict {d['verdict']} "
-             f"p(fake)={d['fake_probability']:.3f} threshold {d['threshold']:.2f}; sha256 {prov['sha256']}", ""]
+             "p(fake)={} threshold {}; sha256 {}".format(*against(d["fake_probability"], d["threshold"]), prov["sha256"]), ""]
     for k, seg in enumerate(sorted(d["segments"], key=lambda s: s["start_s"]), start=1):
         parts = []
         if seg.get("visual_score") is not None:
