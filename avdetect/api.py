@@ -299,6 +299,7 @@ class Detector:
         clock = _StageClock()
         with clock("inspect"):
             media = media.at_max_side(opts.max_side) if media is not None else load_media(path, max_side=opts.max_side)
+        media.hash_ahead()  # the provenance's file hash, beside the analysis instead of after it
         backend, backend_note = self._face_backend(opts)
         with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
             with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile

@@ -46,6 +46,7 @@ from typing import Iterator
 import numpy as np
 
 from avdetect._process import child_env, enlarge_pipe
+from avdetect._threads import BackgroundCall
 from avdetect.errors import (
     AVDetectError,
     CorruptMediaError,
@@ -653,6 +654,29 @@ class Prefetch:
         self._q.put(self._DONE)
 
 
+class _FileHash:
+    """The SHA-256 of one file, computed once: in the caller's thread on first use, or in a
+    background thread from :meth:`start` on (then :meth:`value` waits for it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._value: str | None = None
+        self._call = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._value is None and self._call is None:
+                self._call = BackgroundCall(sha256_file, self.path, name="avdetect-sha256")
+
+    def value(self) -> str:
+        with self._lock:
+            call = self._call
+        if self._value is None:
+            self._value = call.result() if call is not None else sha256_file(self.path)
+        return self._value
+
+
 class Media:
     """A decoded view of one media file. Create with :func:`load_media`.
 
@@ -665,6 +689,7 @@ class Media:
         #: threads ffmpeg decodes and scales the video with (None: ffmpeg's own choice)
         self.decode_threads = decode_threads
         self._audio: np.ndarray | None = None
+        self._hash = _FileHash(info.path)  # shared with the views of the same file (at_max_side)
 
     # facts (the rest of MediaInfo is on .info) ------------------------------------------
     @property
@@ -715,8 +740,10 @@ class Media:
         size = _working_size(*self.info.source_size, max_side)
         if size == tuple(self.info.working_size):
             return self
-        return Media(replace(self.info, working_size=size), stall_timeout=self.stall_timeout,
+        view = Media(replace(self.info, working_size=size), stall_timeout=self.stall_timeout,
                      decode_threads=self.decode_threads)
+        view._hash = self._hash  # the same bytes
+        return view
 
     @property
     def source_fps(self) -> float:
@@ -773,10 +800,16 @@ class Media:
     def _audio_index(self) -> int:
         return next(s.index for s in self.info.streams if s.kind == "audio")
 
-    @functools.cached_property
+    @property
     def sha256(self) -> str:
-        """SHA-256 of the file's bytes (computed on first use)."""
-        return sha256_file(self.info.path)
+        """SHA-256 of the file's bytes (computed on first use, or waited for after :meth:`hash_ahead`)."""
+        return self._hash.value()
+
+    def hash_ahead(self) -> None:
+        """Start computing :attr:`sha256` in a background thread (hashlib releases the interpreter
+        lock while it hashes), so that the report's provenance does not hash a long file after the
+        analysis: ``detect`` starts it at once. A read error is raised by :attr:`sha256`."""
+        self._hash.start()
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:

@@ -61,6 +61,32 @@ def test_mp4_with_audio(tmp_path):
     assert d["n_frames"] == m.n_frames and d["has_audio"] is True
 
 
+def test_file_hash_ahead_is_computed_once_for_every_view(tmp_path, monkeypatch):
+    """``hash_ahead`` hashes the file in a thread; ``sha256`` then waits for that one hash, the
+    same for every decode-size view of the file (at_max_side), and equal to hashlib's. A read
+    error in the thread is raised by ``sha256``."""
+    import hashlib
+
+    import avdetect.media as media_mod
+
+    p = _make(tmp_path, "h.mp4", "-f", "lavfi", "-i", TESTSRC.format(w=640, h=360, r=25, d=1), "-c:v", "libx264")
+    calls = []
+    real = media_mod.sha256_file
+    monkeypatch.setattr(media_mod, "sha256_file", lambda path, *a: calls.append(path) or real(path, *a))
+    m = load_media(p)
+    view = m.at_max_side(320)
+    assert view is not m and view.working_size == (320, 180)
+    view.hash_ahead()
+    view.hash_ahead()  # started once
+    assert m.sha256 == view.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert calls == [m.info.path]  # one hash for both views
+    gone = load_media(p)
+    p.unlink()
+    gone.hash_ahead()
+    with pytest.raises(FileNotFoundError):
+        gone.sha256
+
+
 def test_mp4_without_audio_30fps_resampled(tmp_path):
     p = _make(tmp_path, "v.mp4", "-f", "lavfi", "-i", TESTSRC.format(w=640, h=360, r="30000/1001", d=3), "-c:v", "libx264")
     m = load_media(p)
