@@ -661,19 +661,15 @@ class _FileHash:
     def __init__(self, path: str):
         self.path = path
         self._value: str | None = None
-        self._call = None
-        self._lock = threading.Lock()
+        self._call: BackgroundCall | None = None
 
     def start(self) -> None:
-        with self._lock:
-            if self._value is None and self._call is None:
-                self._call = BackgroundCall(sha256_file, self.path, name="avdetect-sha256")
+        if self._value is None and self._call is None:
+            self._call = BackgroundCall(sha256_file, self.path, name="avdetect-sha256")
 
     def value(self) -> str:
-        with self._lock:
-            call = self._call
         if self._value is None:
-            self._value = call.result() if call is not None else sha256_file(self.path)
+            self._value = self._call.result() if self._call is not None else sha256_file(self.path)
         return self._value
 
 
