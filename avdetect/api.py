@@ -345,7 +345,7 @@ class Detector:
                             src.has_video, src.has_audio, coverage, visual_ok)
         clock.seconds["domain"] += src.meter_seconds  # measured while windows passed
         with clock("thumbnails"):
-            thumbs = thumbnails(media, verdict.segments, vmask, src.faces.boxes) if (
+            thumbs = thumbnails(media, verdict.segments, vmask, src.faces.boxes, src.faces.stills) if (
                 opts.thumbnails and src.has_video) else []
         params = {**asdict(opts), "face_backend": backend, "hop": engine.hop, "window_frames": engine.window,
                   "proposal_config": asdict(loc.config)}

@@ -43,6 +43,7 @@ class FaceStream:
         self.boxes = np.zeros((n_frames, 4), np.float32)  # for thumbnails
         self.mouth_boxes = np.zeros((n_frames, 4), np.float32)  # for the still-video check
         self.track_ids = np.full(n_frames, -1, np.int32)  # the face judged in each frame (the report names it)
+        self.stills: dict[int, tuple[str, str]] = {}  # FaceTrack.stills of the whole video, for the report's thumbnails
         self.seconds = 0.0
         self.last_track = None
         self.on_chunk = None  # called with every chunk as it arrives (the forensic face features)
@@ -60,6 +61,7 @@ class FaceStream:
             self.boxes[a:b] = part.boxes
             self.mouth_boxes[a:b] = part.mouth_boxes
             self.track_ids[a:b] = part.track_ids
+            self.stills.update(part.stills)
             self.last_track = part
             if self.on_chunk is not None:
                 self.on_chunk(part)

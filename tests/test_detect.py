@@ -100,6 +100,56 @@ def test_report_structure(fake_report, fake_clip):
     json.dumps(d, allow_nan=False)  # strictly JSON
 
 
+def test_thumbnails_come_from_the_stills_and_seek_only_without_one(fake_clip, monkeypatch):
+    """A flagged segment holding a still of its kind (one frame a second, kept while the video
+    was decoded: the face crop, or the whole frame small where no face is) gets the one nearest
+    its middle and no seek; a segment holding none (shorter than a second between two stills)
+    gets its middle face frame by one seek, as before."""
+    from avdetect.faces import FaceTracker
+    from avdetect.media import load_media
+    from avdetect.report.build import thumbnails
+    from avdetect.report.model import Segment
+
+    media = load_media(fake_clip[0])
+    track = FaceTracker(crops=True).track(media)
+    assert sorted(track.stills) == [0, 25, 50, 75, 100, 125] and {k for k, _ in track.stills.values()} == {"face"}
+    seeks = []
+    real_iter = type(media).iter_frames
+    monkeypatch.setattr(type(media), "iter_frames", lambda self, **kw: seeks.append(kw["start"]) or real_iter(self, **kw))
+    segs = [Segment(1.6, 2.84, 0.9, "both", 0.9, 0.9),  # frames 40-70: the still of frame 50 inside
+            Segment(2.2, 2.8, 0.9, "audio", 0.2, 0.9)]  # frames 55-69: none inside
+    th = thumbnails(media, segs, track.valid, track.boxes, track.stills)
+    assert [t.segment for t in th] == [0, 1]
+    assert th[0].time_s == 2.0 and th[0].jpeg_base64 == track.stills[50][1]
+    assert seeks == [62] and th[1].time_s == 2.48 and th[1].jpeg_base64 not in {v for _, v in track.stills.values()}
+    assert thumbnails(media, segs[:1], track.valid, track.boxes)[0].time_s == 2.2  # no stills: the middle, by a seek
+    # no face in the segment: the whole-frame still, not a face still, and no seek
+    seeks.clear()
+    faceless = track.valid.copy()
+    faceless[30:80] = False
+    stills = {**track.stills, 50: ("frame", "FRAME50"), 75: ("frame", "FRAME75")}
+    th = thumbnails(media, [Segment(1.6, 3.0, 0.9, "audio", 0.2, 0.9)], faceless, track.boxes, stills)
+    assert th[0].jpeg_base64 == "FRAME50" and th[0].time_s == 2.0 and seeks == []
+
+
+def test_frames_without_a_face_are_kept_as_small_whole_frames(tmp_path):
+    """Where no face is tracked, the still is the whole frame at FRAME_STILL_PX on its longer side."""
+    import base64
+
+    import cv2
+
+    from avdetect.faces import FaceTracker
+    from avdetect.faces.crops import FRAME_STILL_PX
+    from avdetect.media import load_media
+
+    p = tmp_path / "noface.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-c:v", "libx264", str(p))
+    track = FaceTracker(crops=True).track(load_media(p))
+    assert sorted(track.stills) == [0, 25] and all(k == "frame" for k, _ in track.stills.values())
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(track.stills[25][1]), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (FRAME_STILL_PX * 180 // 320, FRAME_STILL_PX, 3)
+
+
 def test_schema_validates_and_round_trips(fake_report):
     from avdetect.report import DetectionReport, validate_report
     from avdetect.report.schema import report_errors

@@ -71,11 +71,13 @@ def test_worker_windows_are_the_in_process_windows(clip):
         for name in ("boxes", "mouth_boxes", "confidence", "valid", "track_ids", "mouth", "face", "features", "roll"):
             assert _same(getattr(a, name), getattr(b, name)), name
         assert a.tracks == b.tracks and a.frame_size == b.frame_size and a.backend == b.backend
+        assert a.stills == b.stills  # the face stills cross the pipe as they are (frame keys ints again)
         expected = window_features(a)
         assert b.forensic_error is None and set(b.forensic) == set(expected)
         for k, v in expected.items():
             assert _same(np.asarray(v), b.forensic[k]), k
     assert there[0].valid.mean() > 0.9  # the synthetic face is found: the comparison is not of empty tracks
+    assert sorted(k for w in there for k in w.stills) == [0, 25, 50, 75]  # one a second (4-s clip)
 
 
 def test_worker_drops_face_crops_the_model_does_not_read(clip):

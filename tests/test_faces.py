@@ -137,9 +137,31 @@ def test_windows_equal_whole_track(talking_face):
     for name in ("boxes", "mouth_boxes", "confidence", "valid", "track_ids", "mouth", "face"):
         np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
     assert [t.to_dict() for t in joined.tracks] == [t.to_dict() for t in whole.tracks]
+    assert joined.stills == whole.stills and sorted(whole.stills) == [0, 25, 50, 75]
     boxes_only = list(FaceTracker(crops=False).iter_windows(media, window=23))
-    assert boxes_only[0].mouth is None
+    assert boxes_only[0].mouth is None and not any(p.stills for p in boxes_only)
     np.testing.assert_array_equal(FaceTrack.concatenate(boxes_only).boxes, whole.boxes)
+
+
+def test_face_stills_are_the_face_crops_as_jpeg(talking_face):
+    """A face still (one a second, frames with a face) is the frame's face crop, JPEG-compressed:
+    it decodes to the crop's size within JPEG error, and to none of the other frames' crops."""
+    import base64
+
+    import cv2
+
+    from avdetect.faces.tracking import STILL_EVERY
+
+    whole = FaceTracker(crops=True).track(talking_face)
+    assert set(whole.stills) == set(range(0, len(whole), STILL_EVERY))
+    assert all(kind == ("face" if whole.valid[i] else "frame") for i, (kind, _) in whole.stills.items())
+    for i, (_, text) in whole.stills.items():
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        assert img.shape == whole.face[i].shape
+        err = np.abs(img.astype(float) - whole.face[i]).mean()
+        assert err < 3.0, (i, err)
+        others = [np.abs(img.astype(float) - whole.face[j]).mean() for j in whole.stills if j != i]
+        assert min(others) > err
 
 
 class FixedBox:

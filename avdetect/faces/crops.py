@@ -162,6 +162,29 @@ def crop(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+#: JPEG quality of face stills and report thumbnails.
+JPEG_QUALITY = 85
+#: Longer side of a whole-frame still or thumbnail (a frame without a face).
+FRAME_STILL_PX = 160
+
+
+def small_frame(rgb: np.ndarray, longer: int = FRAME_STILL_PX) -> np.ndarray:
+    """A whole RGB frame area-reduced to ``longer`` pixels on its longer side."""
+    h, w = rgb.shape[:2]
+    s = longer / max(h, w)
+    return cv2.resize(rgb, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def jpeg_base64(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> str:
+    """An RGB uint8 image as base64 JPEG text (what reports embed)."""
+    import base64
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"OpenCV could not JPEG-encode an image of shape {rgb.shape}")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
 def i420_planes(frame: np.ndarray, width: int, height: int):
     """Views of the Y (H, W), U and V (H/2, W/2) planes of an I420 frame of shape (H * 3 / 2, W)."""
     flat = frame.reshape(-1)

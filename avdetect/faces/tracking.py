@@ -47,15 +47,18 @@ from avdetect.faces.crops import (
     eye_roll,
     face_crop_box,
     i420_planes,
+    jpeg_base64,
     landmark_features,
     mouth_box_from_face,
     mouth_box_from_landmarks,
+    small_frame,
 )
 
 _NO_FEATURES = np.full(len(FACE_FEATURES), np.nan, np.float32)
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
+STILL_EVERY = 25  # frames between stills (FaceTrack.stills): one a second, 5-12 kB of base64 each
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -135,6 +138,10 @@ class FaceTrack:
     seconds: float = 0.0  # processing time
     features: np.ndarray | None = None  # (n, 3) float32 FACE_FEATURES, NaN where not measured (no landmarks)
     roll: np.ndarray | None = None  # (n,) float32 head roll (radians) the crops were levelled by; 0 without landmarks
+    #: with crops, every STILL_EVERY-th frame as a small JPEG: absolute frame index -> ("face",
+    #: base64 JPEG of its face crop) or, without a face, ("frame", the whole frame at
+    #: FRAME_STILL_PX); the report's thumbnails of flagged segments, without a new seek into the file
+    stills: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -196,6 +203,7 @@ class FaceTrack:
             confidence=cat("confidence"), valid=cat("valid"), track_ids=cat("track_ids"), mouth=cat("mouth"),
             face=cat("face"), frame_size=parts[0].frame_size, backend=parts[0].backend, tracks=parts[-1].tracks,
             seconds=sum(p.seconds for p in parts), features=cat("features"), roll=cat("roll"),
+            stills={k: v for p in parts for k, v in p.stills.items()},
         )
 
 
@@ -445,6 +453,7 @@ class _Window:
         self.crops = crops
         self.mouth = np.zeros((cap, MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8) if crops else None
         self.face = np.zeros((cap, FACE_SIZE, FACE_SIZE, 3), np.uint8) if crops else None
+        self.stills: dict[int, tuple[str, str]] = {}
 
     @property
     def full(self) -> bool:
@@ -476,6 +485,9 @@ class _Window:
                 w, h = self.frame_size
                 self.mouth[n] = crop_i420(frame, w, h, mouth_box, MOUTH_SIZE, roll)
                 self.face[n] = crop_i420(frame, w, h, face_crop_box(box), FACE_SIZE, roll)
+        if self.crops and j % STILL_EVERY == 0:
+            self.stills[j] = ("face", jpeg_base64(self.face[n])) if best is not None else \
+                ("frame", jpeg_base64(small_frame(cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420))))
         self.n += 1
 
     def finish(self, tracks, backend: str, seconds: float) -> FaceTrack:
@@ -485,7 +497,7 @@ class _Window:
             confidence=self.conf[:n].copy(), valid=self.valid[:n].copy(), track_ids=self.ids[:n].copy(),
             mouth=self.mouth[:n].copy() if self.crops else None, face=self.face[:n].copy() if self.crops else None,
             frame_size=self.frame_size, backend=backend, tracks=[t.summary() for t in tracks], seconds=seconds,
-            features=self.features[:n].copy(), roll=self.roll[:n].copy(),
+            features=self.features[:n].copy(), roll=self.roll[:n].copy(), stills=dict(self.stills),
         )
 
 

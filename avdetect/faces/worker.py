@@ -175,6 +175,7 @@ class FaceWorker:
                 track = FaceTrack(start_frame=meta["start_frame"], frame_size=tuple(meta["frame_size"]),
                                   backend=meta["backend"], seconds=meta["seconds"],
                                   tracks=[TrackSummary(**t) for t in meta["tracks"]],
+                                  stills={int(k): tuple(v) for k, v in meta.get("stills", {}).items()},
                                   **{k: arrays.get(k) for k in _TRACK_ARRAYS})
                 feats = {k[2:]: v for k, v in arrays.items() if k.startswith("f.")}
                 track.forensic = feats or None
@@ -294,7 +295,8 @@ def main() -> int:
         for part in tracker.iter_windows(media, window=spec["window"]):
             arrays = {k: getattr(part, k) for k in _TRACK_ARRAYS}
             meta = {"start_frame": part.start_frame, "frame_size": list(part.frame_size), "backend": part.backend,
-                    "seconds": part.seconds, "tracks": [asdict(t) for t in part.tracks]}
+                    "seconds": part.seconds, "tracks": [asdict(t) for t in part.tracks],
+                    "stills": {str(k): v for k, v in part.stills.items()}}
             if spec["face_features"] and features_error is None:
                 from avdetect.forensics.features import window_features
 

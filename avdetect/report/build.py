@@ -5,7 +5,6 @@ the report's public form: seconds, rounded numbers, ``None`` where a stream is a
 """
 from __future__ import annotations
 
-import base64
 import platform
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from avdetect._version import __version__
 from avdetect.errors import MediaError
 from avdetect.report.model import DetectionReport, Provenance, Segment, Thumbnail, Tracks
 from avdetect.timegrid import FPS, frames_to_seconds, seconds_to_frame
+from avdetect.vocab import FACE_SIZE
 
-THUMBNAIL_FACE_PX = 128  # face thumbnails, square
-THUMBNAIL_FRAME_PX = 160  # longer side of a whole-frame thumbnail (no face)
+THUMBNAIL_FACE_PX = FACE_SIZE  # face thumbnails, square: the tracker's face crops (its stills)
 
 
 def _r(x: float, nd: int = 6) -> float:
@@ -28,41 +27,46 @@ def _track_list(values: np.ndarray, mask: np.ndarray) -> list[float | None]:
     return [round(float(v), 4) if m else None for v, m in zip(values, mask)]
 
 
-def thumbnails(media, segments: list[Segment], valid: np.ndarray, boxes: np.ndarray | None) -> list[Thumbnail]:
-    """One JPEG face crop per flagged segment, at its middle (nearest frame with a face). Each is
-    one seek of its own; they run a few at a time (ffmpeg and the JPEG encoder release the
+def thumbnails(media, segments: list[Segment], valid: np.ndarray, boxes: np.ndarray | None,
+               stills: dict[int, tuple[str, str]] | None = None) -> list[Thumbnail]:
+    """One JPEG per flagged segment: the face crop of the frame with a face nearest the
+    segment's middle or, where the segment holds no face, the whole frame, small. Taken from
+    the face tracker's ``stills`` (one frame a second, :data:`avdetect.faces.tracking.STILL_EVERY`,
+    kept as the video was decoded): the one of that kind inside the segment nearest its middle.
+    A segment holding none (shorter than a second) costs one seek, of its middle face frame (or
+    middle frame); the seeks run a few at a time (ffmpeg and the JPEG encoder release the
     interpreter), in the segments' order."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     if not segments:
         return []
+    stills = stills or {}
     with ThreadPoolExecutor(max_workers=max(1, min(len(segments), os.cpu_count() or 1, 4))) as pool:
-        return list(pool.map(lambda ks: _thumbnail(media, ks[0], ks[1], valid, boxes), enumerate(segments)))
+        return list(pool.map(lambda ks: _thumbnail(media, ks[0], ks[1], valid, boxes, stills), enumerate(segments)))
 
 
-def _thumbnail(media, k: int, seg: Segment, valid: np.ndarray, boxes: np.ndarray | None) -> Thumbnail:
-    import cv2
-
-    from avdetect.faces.crops import crop, face_crop_box
+def _thumbnail(media, k: int, seg: Segment, valid: np.ndarray, boxes: np.ndarray | None,
+               stills: dict[int, tuple[str, str]]) -> Thumbnail:
+    from avdetect.faces.crops import crop, face_crop_box, jpeg_base64, small_frame
 
     a = seconds_to_frame(seg.start_s)
     b = min(max(a + 1, seconds_to_frame(seg.end_s)), len(valid))
     mid = (a + b) // 2
     inside = np.flatnonzero(valid[a:b]) + a
+    kind = "face" if len(inside) else "frame"
+    kept = [i for i, (what, _) in stills.items() if a <= i < b and what == kind and (kind == "frame" or valid[i])]
+    if kept:
+        i = min(kept, key=lambda i: (abs(i - mid), i))
+        return Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3), jpeg_base64=stills[i][1])
     i = int(inside[np.argmin(np.abs(inside - mid))]) if len(inside) else min(mid, len(valid) - 1)
     frame = next(media.iter_frames(start=i, stop=i + 1))
-    if boxes is not None and valid[i]:
-        img = crop(frame, face_crop_box(boxes[i]), THUMBNAIL_FACE_PX)
-    else:  # no face: the whole frame, small
-        h, w = frame.shape[:2]
-        s = THUMBNAIL_FRAME_PX / max(h, w)
-        img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise MediaError(f"could not encode a thumbnail of frame {i}", media.info.path)
-    return Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3),
-                     jpeg_base64=base64.b64encode(buf.tobytes()).decode("ascii"))
+    img = crop(frame, face_crop_box(boxes[i]), THUMBNAIL_FACE_PX) if boxes is not None and valid[i] else small_frame(frame)
+    try:
+        text = jpeg_base64(img)
+    except ValueError as err:
+        raise MediaError(f"could not encode a thumbnail of frame {i}: {err}", media.info.path) from err
+    return Thumbnail(segment=k, time_s=_r(frames_to_seconds(i), 3), jpeg_base64=text)
 
 
 def provenance(media, detector, parameters: dict, started_at: str, run_time_s: float,
