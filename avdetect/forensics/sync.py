@@ -177,14 +177,14 @@ def principal_axes(X: np.ndarray, k: int) -> np.ndarray:
     """(k, d) float32: the ``k`` leading principal axes of the centred rows ``X`` (n, d), the
     right singular vectors of its ``k`` largest singular values, from the eigenvectors of the
     smaller of the two Gram matrices (``X^T X`` or ``X X^T``, in float64). On the 3000 x 528
-    lips rows of a 2-min clip this is several times faster than a full SVD, which also computes
+    lips rows of a 2-min clip this took 0.13 s against the SVD's 0.31 s (alone), which also computes
     the other 522 axes and the (n, 528) left vectors. Each axis' sign is fixed so that its
     largest loading is positive (an SVD leaves the sign to the LAPACK build)."""
     n, d = X.shape
     k = min(k, n, d)
     x = X.astype(np.float64)
     if n >= d:
-        w, v = np.linalg.eigh(x.T @ x)  # ascending eigenvalues, (d, d) eigenvectors
+        _, v = np.linalg.eigh(x.T @ x)  # (d, d) eigenvectors, eigenvalues ascending
         axes = v[:, ::-1][:, :k].T  # (k, d)
     else:
         w, u = np.linalg.eigh(x @ x.T)  # (n, n): the left singular vectors
