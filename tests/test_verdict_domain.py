@@ -701,9 +701,10 @@ def test_verdict_texts_show_the_score_on_its_side_of_the_threshold():
     """The measured case (grid_lbbc2a.mpg: p 0.862754 against the default checkpoint's 0.863):
     every text of the verdict, the one-line summary, the VTT note and the HTML page say it is
     below, with the digits that show it."""
-    from avdetect.report import to_html
+    from avdetect.report import DetectionReport, to_html
     from avdetect.report.writers import to_vtt
     from avdetect.verdict import decide_verdict, explain, stream_result
+    from test_report_html import _report
 
     v = decide_verdict(0.862754, 0.863, [], [], [], real_below=0.6698)
     assert v.verdict == "unknown" and [r.code for r in v.reasons] == ["model_uncertain"]
@@ -716,32 +717,10 @@ def test_verdict_texts_show_the_score_on_its_side_of_the_threshold():
     fake = decide_verdict(0.8634, 0.863, [], [], [])
     assert fake.verdict == "fake" and "p(fake) 0.863 reaches the threshold 0.863" in fake.reasons[0].message
 
-    report = _shipped_style_report(0.862754, 0.863)
+    d = _report(3.0, [], ran=[], skipped={})
+    d.update(verdict="unknown", fake_probability=0.862754, threshold=0.863)
+    report = DetectionReport.from_dict(d)
     assert "p(fake)=0.8628 (threshold 0.8630)" in report.summary()
     assert "p(fake)=0.8628 threshold 0.8630" in to_vtt(report)
     assert "<b>0.8628</b> (threshold 0.8630)" in to_html(report)
 
-
-def _shipped_style_report(p: float, threshold: float):
-    """A schema-valid report with this p(fake) and threshold (no model, no video)."""
-    from avdetect.report import DetectionReport, ModalityResult, Provenance, Tracks
-
-    n = 75
-    prov = Provenance(
-        file_name="clip.mpg", file_path="/data/clip.mpg", sha256="ab" * 32, size_bytes=1234, duration_s=3.0,
-        container="mpeg", video_codec="mpeg1video", audio_codec="mp2", source_size=[360, 288], source_fps=25.0,
-        audio_sample_rate=16000, audio_channels=1, media_warnings=[], package="avdetect", package_version="0.0-test",
-        model_name="avdetect-tiny", checkpoint="test", weights_sha256="cd" * 32, model_parameters=1000,
-        parameters={"threshold": threshold}, device="cpu", started_at="2026-01-01T00:00:00+00:00", run_time_s=1.0,
-        stage_seconds={"model": 0.5}, python_version="3.x", torch_version="x")
-    return DetectionReport(
-        file="/data/clip.mpg", verdict="unknown", fake_probability=p, threshold=threshold,
-        category_probabilities={"RealVideo-RealAudio": 0.4, "RealVideo-FakeAudio": 0.3, "FakeVideo-RealAudio": 0.2,
-                                "FakeVideo-FakeAudio": 0.1},
-        visual=ModalityResult(True, 0.3, "real"), audio=ModalityResult(True, 0.7, "unknown"), segments=[],
-        proposals={"fused": []},
-        tracks=Tracks(fps=25.0, start_s=0.0, n_frames=n, visual=[0.3] * n, audio=[0.7] * n, fused=[0.8] * n,
-                      sync=[0.5] * n, face=[1] * n, audio_level=[0.3] * n),
-        face_coverage=1.0, warnings=[], evidence=[], forensics={"available": False, "ran": [], "skipped": {},
-                                                               "error": None, "tracks": {}},
-        thumbnails=[], provenance=prov)
