@@ -114,6 +114,66 @@ def test_faceless_video(tmp_path):
     assert (track.mouth[~track.valid] == 0).all()
 
 
+class _NumberedFrames:
+    """A stand-in for Media: 320 x 240 I420 frames, the same still texture in each, whose first
+    luma pixel is the frame index (mod 256), so that a test backend knows which frame it is shown."""
+
+    working_size = (320, 240)
+
+    def __init__(self, n):
+        self.n_frames = n
+        self.still = cv2.resize(np.random.default_rng(0).integers(0, 256, (45, 40), np.uint8), (320, 360))
+
+    def iter_windows(self, size, start=0, stop=None, pixel_format="yuv420p"):
+        stop = self.n_frames if stop is None else stop
+        for first in range(start, stop, size):
+            frames = np.repeat(self.still[None], min(size, stop - first), axis=0)
+            frames[:, 0, 0] = np.arange(first, first + len(frames)) % 256
+            yield first, frames
+
+
+class _SmallFaceFrom:
+    """A test backend: no face before frame ``appears``, then a face 12 % of the frame's height,
+    which a search finds only when it looks for faces that small. Records every search."""
+
+    name = "small-face-from"
+    wants_rgb = False
+    box = np.array([100.0, 80.0, 129.0, 109.0], np.float32)
+
+    def __init__(self, appears):
+        self.appears, self.searches = appears, []
+
+    def detect(self, frame, min_face=0.06):
+        i = int(frame[0, 0])
+        self.searches.append((i, min_face))
+        return [Detection(self.box.copy(), 0.9)] if i >= self.appears and min_face <= 0.12 else []
+
+    def detect_near(self, frame, box, expand=1.8):
+        return [Detection(self.box.copy(), 0.9)] if int(frame[0, 0]) >= self.appears else []
+
+
+def test_a_stretch_without_faces_searches_for_small_faces_sparingly():
+    """With nothing tracked, every keyframe looks for large faces (cheap) but the whole-frame
+    search at the finest scale (0.1-0.2 s a frame at 640 x 360) runs only every
+    FINE_SEARCH_EVERY keyframes: a small face is still found within that many keyframes."""
+    from avdetect.faces.tracking import COARSE_MIN_FACE, FINE_SEARCH_EVERY
+
+    backend = _SmallFaceFrom(appears=112)
+    tracker = FaceTracker(backend=backend, crops=False)
+    track = tracker.track(_NumberedFrames(200))
+    step = tracker.track_every
+    searched = [i for i, _ in backend.searches]
+    fine = [i for i, m in backend.searches if m < COARSE_MIN_FACE]
+    faceless = range(0, backend.appears, step)
+    assert set(faceless) <= set(searched)  # every keyframe without a face is searched
+    assert fine[:3] == [0, FINE_SEARCH_EVERY * step, 2 * FINE_SEARCH_EVERY * step]
+    assert np.all(np.diff(fine) >= FINE_SEARCH_EVERY * step)
+    found = int(np.argmax(track.valid))
+    assert backend.appears <= found < backend.appears + FINE_SEARCH_EVERY * step
+    assert found == min(i for i in fine if i >= backend.appears)
+    assert track.valid[found:].all() and track.faces  # then tracked to the end, as one face
+
+
 @pytest.fixture(scope="module")
 def talking_face(tmp_path_factory):
     """A synthetic talking head, 3.2 s (80 frames): the face moves and the mouth opens and closes."""

@@ -9,6 +9,11 @@ held besides the crops of the current output window):
    by normalised template matching of the face patch captured at the last detection (far cheaper
    than a detector, and it cannot drift: the template always comes from a detection). The whole
    frame is searched for new faces when nothing is tracked and every ``search_every`` frames.
+   With nothing tracked the search goes coarse to fine: faces of at least
+   :data:`COARSE_MIN_FACE` of the frame on every keyframe (cheap), smaller ones only when none
+   is found and at most every :data:`FINE_SEARCH_EVERY` keyframes (a whole-frame search at the
+   finest scale costs 0.1-0.2 s on a 640 x 360 frame: on every keyframe of a stretch without
+   faces it made tracking slower than real time).
 2. **Association**: a detection continues the track whose box it overlaps most (IoU >= 0.2, or
    centre within half a face); a search detection that continues no track starts a new one. A
    track missed on ``max_misses`` keyframes in a row ends.
@@ -58,6 +63,7 @@ _NO_FEATURES = np.full(len(FACE_FEATURES), np.nan, np.float32)
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
+FINE_SEARCH_EVERY = 5  # keyframes between searches for faces smaller than that, while nothing is tracked
 STILL_EVERY = 25  # frames between stills (FaceTrack.stills): one a second, 5-12 kB of base64 each
 
 
@@ -117,6 +123,15 @@ class _Track:
             self.track_id, self.first_frame, self.last_key, self.detections, self.seen,
             self.height_sum / max(1, self.seen), self.score,
         )
+
+
+@dataclass
+class _Pass:
+    """The state of one tracking pass between keyframes."""
+
+    tracks: list[_Track] = field(default_factory=list)
+    next_id: int = 0  # the id of the next new track
+    last_fine: int | None = None  # frame of the last search for small faces with nothing tracked
 
 
 @dataclass
@@ -256,8 +271,9 @@ class FaceTracker:
             return mouth_box_from_landmarks(det.landmarks)
         return mouth_box_from_face(det.box)
 
-    def _keyframe(self, i: int, image: np.ndarray, luma: np.ndarray, tracks: list[_Track], next_id: list[int]) -> None:
+    def _keyframe(self, i: int, image: np.ndarray, luma: np.ndarray, state: "_Pass") -> None:
         """Measure keyframe i. ``image`` is what the backend wants (luma or RGB); ``luma`` (H, W)."""
+        tracks = state.tracks
         live = [t for t in tracks if t.alive]
         height = luma.shape[0]
         search = not live or i % self.search_every == 0
@@ -267,9 +283,12 @@ class FaceTracker:
             if live:
                 biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(luma.shape[:2])
                 found = self.backend.detect(image, min_face=max(self.min_face, 0.25 * biggest))
-            else:  # coarse to fine: large faces are cheap to find; look for small ones only if none
+            else:  # coarse to fine: large faces are cheap to find; small ones are looked for only
+                # if none is, and at most every FINE_SEARCH_EVERY keyframes (see the module docstring)
                 found = self.backend.detect(image, min_face=max(self.min_face, COARSE_MIN_FACE))
-                if not found and COARSE_MIN_FACE > self.min_face:
+                if not found and COARSE_MIN_FACE > self.min_face and (
+                        state.last_fine is None or i - state.last_fine >= FINE_SEARCH_EVERY * self.track_every):
+                    state.last_fine = i
                     found = self.backend.detect(image, min_face=self.min_face)
         claimed: set[int] = set()
         for t in sorted(live, key=lambda t: -t.score):
@@ -308,8 +327,8 @@ class FaceTracker:
         for k, d in enumerate(found):
             if k in claimed or any(t.alive and iou(d.box, t.face_box) > 0.3 for t in tracks):
                 continue
-            t = _Track(track_id=next_id[0], first_frame=i)
-            next_id[0] += 1
+            t = _Track(track_id=state.next_id, first_frame=i)
+            state.next_id += 1
             self._update(t, i, d.box.astype(np.float32), self._mouth_box(d).astype(np.float32), d.score, height, luma,
                          self._features(d), self._roll(d, 0.0))
             tracks.append(t)
@@ -395,8 +414,8 @@ class FaceTracker:
         """Yield one :class:`FaceTrack` per ``window`` frames over ``[start, stop)`` of ``media``."""
         stop = media.n_frames if stop is None else min(stop, media.n_frames)
         w, h = media.working_size
-        tracks: list[_Track] = []
-        next_id = [0]
+        state = _Pass()
+        tracks = state.tracks
         pending: list[tuple[int, np.ndarray]] = []
         out = _Window(start, window, w, h, self.crops)
         prev_key: int | None = None
@@ -410,7 +429,7 @@ class FaceTracker:
                     continue
                 luma = i420_planes(frames[k], w, h)[0]
                 image = cv2.cvtColor(frames[k], cv2.COLOR_YUV2RGB_I420) if wants_rgb else luma
-                self._keyframe(i, image, luma, tracks, next_id)
+                self._keyframe(i, image, luma, state)
                 for j, frame in pending:
                     best = None
                     for t in tracks:
