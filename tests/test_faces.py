@@ -154,22 +154,20 @@ class _SmallFaceFrom:
 
 def test_a_stretch_without_faces_searches_for_small_faces_sparingly():
     """With nothing tracked, every keyframe looks for large faces (cheap) but the whole-frame
-    search at the finest scale (0.1-0.2 s a frame at 640 x 360) runs only every
-    FINE_SEARCH_EVERY keyframes: a small face is still found within that many keyframes."""
-    from avdetect.faces.tracking import COARSE_MIN_FACE, FINE_SEARCH_EVERY
+    search at the finest scale (0.05-0.2 s a frame at 640 x 360) runs only every search_every
+    frames, as while a face is tracked: a small face is still found within that many frames."""
+    from avdetect.faces.tracking import COARSE_MIN_FACE
 
     backend = _SmallFaceFrom(appears=112)
-    tracker = FaceTracker(backend=backend, crops=False)
+    tracker = FaceTracker(backend=backend, crops=False, search_every=40)
     track = tracker.track(_NumberedFrames(200))
-    step = tracker.track_every
     searched = [i for i, _ in backend.searches]
     fine = [i for i, m in backend.searches if m < COARSE_MIN_FACE]
-    faceless = range(0, backend.appears, step)
-    assert set(faceless) <= set(searched)  # every keyframe without a face is searched
-    assert fine[:3] == [0, FINE_SEARCH_EVERY * step, 2 * FINE_SEARCH_EVERY * step]
-    assert np.all(np.diff(fine) >= FINE_SEARCH_EVERY * step)
+    assert set(range(0, backend.appears, tracker.track_every)) <= set(searched)  # every faceless keyframe
+    assert fine[:3] == [0, 40, 80]
+    assert np.all(np.diff(fine) >= 40)
     found = int(np.argmax(track.valid))
-    assert backend.appears <= found < backend.appears + FINE_SEARCH_EVERY * step
+    assert backend.appears <= found < backend.appears + 40
     assert found == min(i for i in fine if i >= backend.appears)
     assert track.valid[found:].all() and track.faces  # then tracked to the end, as one face
 

@@ -11,9 +11,9 @@ held besides the crops of the current output window):
    frame is searched for new faces when nothing is tracked and every ``search_every`` frames.
    With nothing tracked the search goes coarse to fine: faces of at least
    :data:`COARSE_MIN_FACE` of the frame on every keyframe (cheap), smaller ones only when none
-   is found and at most every :data:`FINE_SEARCH_EVERY` keyframes (a whole-frame search at the
-   finest scale costs 0.1-0.2 s on a 640 x 360 frame: on every keyframe of a stretch without
-   faces it made tracking slower than real time).
+   is found and at most every ``search_every`` frames, as while tracking (a whole-frame search
+   at the finest scale costs 0.05-0.2 s on a 640 x 360 frame: on every keyframe of a stretch
+   without faces it made tracking slower than real time).
 2. **Association**: a detection continues the track whose box it overlaps most (IoU >= 0.2, or
    centre within half a face); a search detection that continues no track starts a new one. A
    track missed on ``max_misses`` keyframes in a row ends.
@@ -63,7 +63,6 @@ _NO_FEATURES = np.full(len(FACE_FEATURES), np.nan, np.float32)
 TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
-FINE_SEARCH_EVERY = 5  # keyframes between searches for faces smaller than that, while nothing is tracked
 STILL_EVERY = 25  # frames between stills (FaceTrack.stills): one a second, 5-12 kB of base64 each
 
 
@@ -284,10 +283,10 @@ class FaceTracker:
                 biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(luma.shape[:2])
                 found = self.backend.detect(image, min_face=max(self.min_face, 0.25 * biggest))
             else:  # coarse to fine: large faces are cheap to find; small ones are looked for only
-                # if none is, and at most every FINE_SEARCH_EVERY keyframes (see the module docstring)
+                # if none is, and at most every search_every frames (see the module docstring)
                 found = self.backend.detect(image, min_face=max(self.min_face, COARSE_MIN_FACE))
                 if not found and COARSE_MIN_FACE > self.min_face and (
-                        state.last_fine is None or i - state.last_fine >= FINE_SEARCH_EVERY * self.track_every):
+                        state.last_fine is None or i - state.last_fine >= self.search_every):
                     state.last_fine = i
                     found = self.backend.detect(image, min_face=self.min_face)
         claimed: set[int] = set()
