@@ -130,6 +130,15 @@ def test_thumbnails_come_from_the_stills_and_seek_only_without_one(fake_clip, mo
     stills = {**track.stills, 50: ("frame", "FRAME50"), 75: ("frame", "FRAME75")}
     th = thumbnails(media, [Segment(1.6, 3.0, 0.9, "audio", 0.2, 0.9)], faceless, track.boxes, stills)
     assert th[0].jpeg_base64 == "FRAME50" and th[0].time_s == 2.0 and seeks == []
+    # a face on a few frames between stills that show none: the whole-frame still, not a seek
+    faceless[60:64] = True
+    th = thumbnails(media, [Segment(1.6, 3.0, 0.9, "audio", 0.2, 0.9)], faceless, track.boxes, stills)
+    assert th[0].jpeg_base64 == "FRAME50" and seeks == []
+    # a face still inside wins over a whole-frame still nearer the middle
+    faceless[75] = True
+    stills[75] = track.stills[75]
+    th = thumbnails(media, [Segment(2.2, 3.2, 0.9, "audio", 0.2, 0.9)], faceless, track.boxes, stills)  # frames 55-79
+    assert th[0].jpeg_base64 == track.stills[75][1] and th[0].time_s == 3.0 and seeks == []
 
 
 def test_frames_without_a_face_are_kept_as_small_whole_frames(tmp_path):
