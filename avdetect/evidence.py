@@ -19,7 +19,8 @@ def gather_evidence(media, sources, run: bool, warnings: list[QualityWarning]) -
     analysis (recorded as not requested); ``sources``: the :class:`avdetect.sources.Sources` the
     model read (when their faces were tracked in a worker process, it ran this stage on its own
     face features while the model ran, and its result is taken; else their forensic face
-    features are reused when complete); a failure appends to ``warnings``."""
+    features are reused when complete, and its audio step, started with the sources, is
+    taken); a failure appends to ``warnings``."""
     info: dict[str, Any] = {"available": True, "ran": [], "skipped": {}, "error": None, "tracks": {}}
     if not run:
         info["skipped"] = {"all": "not requested (forensics=False)"}
@@ -35,7 +36,8 @@ def gather_evidence(media, sources, run: bool, warnings: list[QualityWarning]) -
 
     ff = sources.forensic_face_features() if sources is not None else None
     try:
-        res = analyze(media, face_track=None, face_feats=ff)
+        res = analyze(media, face_track=None, face_feats=ff,
+                      audio_prefetch=sources.evidence_audio if sources is not None else None)
     except Exception as err:  # recorded in the report and logged, never hidden
         return [], _failed(media, info, f"{type(err).__name__}: {err}", warnings)
     info.update(res.report_dict())

@@ -166,6 +166,15 @@ class Sources:
             if face_features:
                 self.face_features = _face_feature_hook(self.faces, media)
         self.audio = AudioStream(media, audio_chunk_s) if self.has_audio else None
+        #: the evidence stage's audio step (per-frame features and the VAD), started now where this
+        #: process runs the stage (no face worker does: an audio-only file, faces tracked in a
+        #: thread or in line), so that it runs beside the model instead of after it (an
+        #: :class:`~avdetect.forensics.analyze.AudioPrefetch`; None otherwise)
+        self.evidence_audio = None
+        if face_features and self.has_audio and self._worker is None:
+            from avdetect.forensics.analyze import AudioPrefetch
+
+            self.evidence_audio = AudioPrefetch(media)
         self.audio_level = np.zeros(n, np.float32)  # per-frame peak |sample|, for the report's waveform strip
         self.meter = DomainMeter(n, self.has_video, self.has_audio, self.audio_frames)
         self.meter_seconds = 0.0

@@ -258,3 +258,31 @@ def test_audio_step_started_in_a_thread_gives_the_same_evidence(tmp_path, monkey
     monkeypatch.undo()  # analyze itself could now read the audio: the error must be the prefetch's
     with pytest.raises(MediaError, match="audio stream unreadable"):
         analyze(media, audio_prefetch=pre)
+
+
+def test_an_audio_only_detect_starts_the_evidence_audio_step_with_the_sources(tmp_path, monkeypatch):
+    """With no face worker to run the evidence stage (an audio-only file), detect starts the
+    stage's audio step (features, VAD) when its sources open, so that it runs beside the model,
+    and the analysis takes it instead of decoding again: the same evidence as without it. With a
+    face worker there is none here (the worker starts its own)."""
+    import avdetect.forensics
+    from avdetect.api import Detector
+    from avdetect.forensics.analyze import AudioPrefetch
+    from avdetect.sources import Sources
+    from conftest import run_ffmpeg, tiny_checkpoint
+
+    rng = np.random.default_rng(3)
+    path = _write(tmp_path, "v.wav", _voice(6, rng, 120.0), rng)
+    given = []
+    real = avdetect.forensics.analyze
+    monkeypatch.setattr(avdetect.forensics, "analyze", lambda *a, **k: given.append(k.get("audio_prefetch")) or real(*a, **k))
+    report = Detector.from_pretrained(tiny_checkpoint(tmp_path / "ck"), device="cpu").detect(path)
+    assert len(given) == 1 and isinstance(given[0], AudioPrefetch)
+    assert report.evidence == real(load_media(path)).evidence_dicts()
+    media = load_media(path)
+    assert Sources(media, keep_face=False, face_features=False).evidence_audio is None  # no forensics asked
+    clip = tmp_path / "av.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1", "-i", path, "-t", "1", "-c:v", "libx264",
+               "-c:a", "aac", "-shortest", str(clip))
+    with Sources(load_media(clip), keep_face=False, face_features=True) as src:
+        assert src.evidence_audio is None  # the face worker runs the stage, its audio step included
