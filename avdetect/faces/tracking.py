@@ -270,7 +270,7 @@ class FaceTracker:
             return mouth_box_from_landmarks(det.landmarks)
         return mouth_box_from_face(det.box)
 
-    def _keyframe(self, i: int, image: np.ndarray, luma: np.ndarray, state: "_Pass") -> None:
+    def _keyframe(self, i: int, image: np.ndarray, luma: np.ndarray, state: _Pass) -> None:
         """Measure keyframe i. ``image`` is what the backend wants (luma or RGB); ``luma`` (H, W)."""
         tracks = state.tracks
         live = [t for t in tracks if t.alive]
