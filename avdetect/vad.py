@@ -71,6 +71,17 @@ def _frame_weights() -> np.ndarray:
 _WEIGHTS = _frame_weights()
 
 
+def _frames_of_chunks(chunk_probs: np.ndarray) -> np.ndarray:
+    """(n_blocks, BLOCK_FRAMES) frame probabilities from (n_blocks, BLOCK_CHUNKS) chunk ones: the
+    weighted sum, chunk by chunk in a fixed order, so each frame's value is the same whatever the
+    number of blocks (a BLAS product's rounding depends on the matrix sizes on some CPUs, which
+    made the result depend on how the audio was split into pieces)."""
+    out = chunk_probs[:, :1] * _WEIGHTS[:, 0]
+    for j in range(1, BLOCK_CHUNKS):
+        out = out + chunk_probs[:, j : j + 1] * _WEIGHTS[:, j]
+    return out
+
+
 def model_path() -> Path:
     """Path of the shipped ``silero_vad.onnx``; :class:`VADUnavailableError` when the package is absent."""
     try:
@@ -172,7 +183,7 @@ class SpeechProbabilityStream:
             probs[j] = out.reshape(-1)[0]
         self._state = state
         self._context = y[len(y) - CONTEXT :].copy()
-        return (probs.reshape(-1, BLOCK_CHUNKS) @ _WEIGHTS.T).reshape(-1)  # (n_blocks * BLOCK_FRAMES,)
+        return _frames_of_chunks(probs.reshape(-1, BLOCK_CHUNKS)).reshape(-1)  # (n_blocks * BLOCK_FRAMES,)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         if self._done:
