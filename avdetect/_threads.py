@@ -21,6 +21,10 @@ class BackgroundCall:
         except BaseException as err:  # raised in the caller by result()
             self._error = err
 
+    def done(self) -> bool:
+        """True once the call has returned or raised."""
+        return not self._thread.is_alive()
+
     def result(self) -> Any:
         self._thread.join()
         if self._error is not None:

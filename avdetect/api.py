@@ -14,7 +14,8 @@ report's ``provenance.stage_seconds`` times them:
 1. **inspect** -- :func:`avdetect.media.load_media` reads the container (no pixels decoded yet).
 2. **sources** -- :func:`avdetect.sources.open_sources`: faces tracked window by window in a
    child process (:mod:`avdetect.faces.worker`, up to a minute of video ahead; it also runs the
-   evidence stage once its windows are out), audio decoded in chunks; memory does not grow with
+   evidence stage once its windows are out) or, for a short file once the model is loaded, in a
+   thread (:func:`resolve_prefetch`), audio decoded in chunks; memory does not grow with
    the video's length beyond a few hundred bytes per frame.
 3. **windows** -- :func:`avdetect.inference.run_windows`: the model over overlapping windows,
    stitched into per-frame tracks, and the clip score (:func:`avdetect.inference.clip_score`, the
@@ -80,9 +81,12 @@ class DetectOptions:
     thumbnails: decode one face thumbnail per flagged segment.
     forensics: run the training-free evidence (:func:`avdetect.forensics.analyze`).
     audio_chunk_s: seconds of audio decoded at a time.
-    prefetch: where faces are tracked while the model runs: ``"process"`` (default: a child
-        process, beside the model on another core), ``"thread"`` or ``"none"`` (in line); the
-        results are the same (:func:`avdetect.sources._face_chunks`).
+    prefetch: where faces are tracked while the model runs: ``"process"`` (a child process,
+        beside the model on another core), ``"thread"``, ``"none"`` (in line) or ``"auto"``
+        (default: the process while the model is still loading or for a file of at least
+        :data:`AUTO_PROCESS_MIN_S`, a thread otherwise; :func:`resolve_prefetch`); the results
+        are the same (:func:`avdetect.sources._face_chunks`), and the report's parameters name
+        the mode used.
     threads: torch CPU threads for the model, set when a detection starts, and one more once a
         face worker process has finished its work while windows remain (its core is then free),
         where the machine has that core (None: leave torch's setting; the command line passes
@@ -102,7 +106,7 @@ class DetectOptions:
     thumbnails: bool = True
     forensics: bool = True
     audio_chunk_s: float = 60.0
-    prefetch: str = "process"
+    prefetch: str = "auto"
     threads: int | None = None
 
     def validate(self) -> None:
@@ -116,8 +120,8 @@ class DetectOptions:
             raise ConfigError(f"max_side must be >= 64 pixels, got {self.max_side}")
         from avdetect.sources import PREFETCH_MODES
 
-        if self.prefetch not in PREFETCH_MODES:
-            raise ConfigError(f"prefetch must be one of {', '.join(PREFETCH_MODES)}, got {self.prefetch!r}")
+        if self.prefetch != "auto" and self.prefetch not in PREFETCH_MODES:
+            raise ConfigError(f"prefetch must be auto or one of {', '.join(PREFETCH_MODES)}, got {self.prefetch!r}")
         if self.threads is not None and not 1 <= self.threads <= 1024:
             raise ConfigError(f"threads must be 1..1024, got {self.threads}")
         if self.audio_chunk_s < 1.0:
@@ -126,6 +130,26 @@ class DetectOptions:
 
 #: Most torch threads :func:`default_threads` gives (more do not help a model this size).
 MAX_DEFAULT_THREADS = 8
+
+#: ``prefetch="auto"`` with the model loaded: files at least this long (seconds) have their faces
+#: tracked in a child process, shorter ones in a thread. The child is a fresh interpreter (about
+#: 0.5 CPU-s and 0.3 s before its first window) that only a longer file's tracking beside the
+#: model repays: with the model loaded, on 2 cores, a thread was faster up to about 30 s of video
+#: and the process beyond (README, measured).
+AUTO_PROCESS_MIN_S = 30.0
+
+
+def resolve_prefetch(prefetch: str, duration_s: float, model_loading: bool, cores: int) -> str:
+    """The face tracking mode :class:`DetectOptions` ``prefetch`` means for one file: itself,
+    unless ``"auto"``, which is ``"process"`` where a second core exists and either the model is
+    still loading (the command line's first file: the child tracks faces while this process
+    imports torch) or the file lasts at least :data:`AUTO_PROCESS_MIN_S`; ``"thread"``
+    otherwise."""
+    if prefetch != "auto":
+        return prefetch
+    if cores >= 2 and (model_loading or duration_s >= AUTO_PROCESS_MIN_S):
+        return "process"
+    return "thread"
 
 
 def default_threads() -> int:
@@ -203,6 +227,11 @@ class Detector:
             p = Path(checkpoint)
             weights_sha256 = _sha256_or_none(p / "model.safetensors" if p.is_dir() else p)
         self.weights_sha256 = weights_sha256
+
+    @property
+    def loading(self) -> bool:
+        """True while a background load (``from_pretrained(background=True)``) is still running."""
+        return self._model is None and self._loading is not None and not self._loading.done()
 
     def _wait(self) -> None:
         if self._model is None:
@@ -301,6 +330,8 @@ class Detector:
             media = media.at_max_side(opts.max_side) if media is not None else load_media(path, max_side=opts.max_side)
         media.hash_ahead()  # the provenance's file hash, beside the analysis instead of after it
         backend, backend_note = self._face_backend(opts)
+        prefetch = resolve_prefetch(opts.prefetch, media.duration, self.loading, _usable_cores())
+        opts = replace(opts, prefetch=prefetch)
         with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
             with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile
                 model = self.model

@@ -283,8 +283,9 @@ PROCESS_LOOKAHEAD_S = 60.0
 
 
 def _face_chunks(media, backend: str, chunk_frames: int, keep_face: bool, face_features: bool, prefetch: str):
-    """The face-track windows of ``media``: tracked in a child process (``"process"``, the
-    default: :class:`avdetect.faces.worker.FaceWorker`, beside the model on another core and
+    """The face-track windows of ``media``: tracked in a child process (``"process"``, what
+    ``detect``'s ``"auto"`` picks for long files and while the model loads:
+    :class:`avdetect.faces.worker.FaceWorker`, beside the model on another core and
     with the forensic face features computed there too), in a background thread (``"thread"``,
     and for a face backend registered at run time, which a child process cannot build) or in
     line (``"none"``); the windows are the same in all three. The thread reads one window ahead

@@ -1,14 +1,18 @@
 """Corpus scan throughput: the local engine against the Ray engine, on the same clips, in one run.
 
     python benchmarks/bench_scan.py [--clips 20] [--workers 2] [--engines local,ray] [--checkpoint NAME]
+    python benchmarks/bench_scan.py --engines local --workers 1 --prefetch auto,process --repeat 3
+        # where faces are tracked (DetectOptions.prefetch), each mode in turn, the same clips
 
 Material: ``--clips`` files cut from the real clips of ``../shared/realfaces/real`` (the first
 8 s of each, stream copy; cycling through the folder when it holds fewer), written to a
 temporary folder. Each engine scans that folder from scratch into its own results file
 (``avdetect.scan.scan``: the same per-file work, ``--workers`` processes or Ray actors, each
 loading the model once; for Ray, a local cluster started for the scan, its start counted).
-Printed per engine: wall seconds, clips per second, media seconds per wall second, and the
-ratio to the first engine; the per-file verdicts of the engines are compared (they must agree).
+Printed per engine (and per ``--prefetch`` mode, each engine scanning once per mode, the modes
+taking turns ``--repeat`` times): wall seconds, clips per second, media seconds per wall second,
+and the ratio to the first run of the round; the per-file verdicts of all runs are compared (they
+must agree).
 The machine may be shared: the load average is printed beside the figures.
 """
 from __future__ import annotations
@@ -51,8 +55,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--engines", default="local,ray")
     ap.add_argument("--checkpoint", default=None, help="checkpoint name or folder (default: the default checkpoint)")
+    ap.add_argument("--prefetch", default="auto", help="comma-separated DetectOptions.prefetch modes, each measured")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of all engines and modes, taking turns")
     args = ap.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    modes = [m.strip() for m in args.prefetch.split(",") if m.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()
@@ -60,22 +67,27 @@ def main() -> None:
         media_s = sum(load_media(p).duration for p in clips)
         print(f"{len(clips)} clips, {media_s:.1f} s of media; {args.workers} workers; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        results, first = {}, None
-        for engine in engines:
-            out = Path(tmp) / f"{engine}.jsonl"
-            t = time.perf_counter()
-            summary = scan(corpus, out, workers=args.workers, checkpoint=args.checkpoint, engine=engine)
-            wall = time.perf_counter() - t
-            first = first or wall
-            lines = [json.loads(x) for x in out.read_text().splitlines()]
-            results[engine] = {r["file"]: (r.get("verdict", r.get("status")), r.get("fake_probability")) for r in lines}
-            print(f"{engine:6s}: {wall:7.1f} s wall ({summary.ok} ok, {summary.failed} failed), "
-                  f"{len(clips) / wall:.2f} clips/s, {media_s / wall:.1f} media-s per s, ratio {wall / first:.2f} "
-                  f"to {engines[0]}; load average {os.getloadavg()[0]:.1f}")
+        import torch  # noqa: F401  (before the first timed scan: every scan then pays only its own model load)
+
+        results = []
+        for round_ in range(args.repeat):
+            first = None
+            for engine in engines:
+                for mode in modes:
+                    out = Path(tmp) / f"{engine}-{mode}-{round_}.jsonl"
+                    t = time.perf_counter()
+                    summary = scan(corpus, out, workers=args.workers, checkpoint=args.checkpoint, engine=engine,
+                                   prefetch=mode)
+                    wall = time.perf_counter() - t
+                    first = first or wall
+                    lines = [json.loads(x) for x in out.read_text().splitlines()]
+                    results.append({r["file"]: (r.get("verdict", r.get("status")), r.get("fake_probability"))
+                                    for r in lines})
+                    print(f"{engine:6s} prefetch {mode:7s}: {wall:7.1f} s wall ({summary.ok} ok, {summary.failed} "
+                          f"failed), {len(clips) / wall:.2f} clips/s, {media_s / wall:.1f} media-s per s, ratio "
+                          f"{wall / first:.2f} to {engines[0]} {modes[0]}; load average {os.getloadavg()[0]:.1f}")
         if len(results) > 1:
-            ref = results[engines[0]]
-            same = all(r == ref for r in results.values())
-            print("per-file verdicts and p(fake) equal across engines:", same)
+            print("per-file verdicts and p(fake) equal in every run:", all(r == results[0] for r in results))
 
 
 if __name__ == "__main__":

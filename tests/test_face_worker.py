@@ -163,6 +163,44 @@ def test_detect_gives_the_same_report_with_faces_in_a_process_or_a_thread(clip, 
     assert reports["process"]["provenance"]["parameters"]["prefetch"] == "process"
 
 
+def test_auto_prefetch_tracks_in_a_process_only_where_it_pays():
+    from avdetect.api import AUTO_PROCESS_MIN_S, resolve_prefetch
+
+    long_s, short_s = AUTO_PROCESS_MIN_S, AUTO_PROCESS_MIN_S - 0.1
+    assert resolve_prefetch("auto", long_s, model_loading=False, cores=2) == "process"
+    assert resolve_prefetch("auto", short_s, model_loading=False, cores=2) == "thread"
+    assert resolve_prefetch("auto", short_s, model_loading=True, cores=2) == "process"  # beside the torch import
+    assert resolve_prefetch("auto", long_s, model_loading=True, cores=1) == "thread"  # no second core
+    for mode in ("process", "thread", "none"):  # an explicit mode is kept
+        assert resolve_prefetch(mode, short_s, model_loading=False, cores=1) == mode
+
+
+def test_detect_chooses_the_prefetch_mode_per_file_and_reports_it(clip, checkpoint, monkeypatch):
+    """The default ("auto"): a short file with the model loaded is tracked in a thread (no child
+    process started); a file as long as AUTO_PROCESS_MIN_S, or one detected while the model still
+    loads, in the face worker; the report names the mode used."""
+    from avdetect import api
+    from avdetect.api import Detector
+    from avdetect.faces import worker
+
+    started = []
+    real_init = worker.FaceWorker.__init__
+    monkeypatch.setattr(worker.FaceWorker, "__init__",
+                        lambda self, *a, **k: started.append(1) or real_init(self, *a, **k))
+    monkeypatch.setattr(api, "_usable_cores", lambda: 2)
+    det = Detector.from_pretrained(checkpoint, device="cpu", forensics=False, thumbnails=False)
+    assert det.options.prefetch == "auto" and not det.loading
+    r = det.detect(clip)
+    assert r.provenance.parameters["prefetch"] == "thread" and not started
+    monkeypatch.setattr(api, "AUTO_PROCESS_MIN_S", 4.0)  # the clip lasts 4 s
+    r = det.detect(clip)
+    assert r.provenance.parameters["prefetch"] == "process" and started == [1]
+    monkeypatch.setattr(api, "AUTO_PROCESS_MIN_S", 30.0)
+    monkeypatch.setattr(Detector, "loading", property(lambda self: True))  # as while a background load runs
+    r = det.detect(clip)
+    assert r.provenance.parameters["prefetch"] == "process" and started == [1, 1]
+
+
 def test_a_background_load_gives_the_same_detector(clip, checkpoint):
     from avdetect.api import Detector
 
