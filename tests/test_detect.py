@@ -879,6 +879,43 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
     assert sorted(r["file"] for r in _lines(out)) == ["bad.mp4", "c0.mp4", "c1.mp4", "sub/c2.mp4"]
 
 
+@pytest.mark.parametrize("cores, given, expected", [
+    (2, {}, "thread"),  # two workers on two cores: one core each, no room for a face worker process
+    (8, {}, None),  # four cores each: the detector's own choice ("auto")
+    (2, {"prefetch": "process"}, "process"),  # the caller's choice is kept
+])
+def test_scan_workers_with_under_two_cores_each_track_faces_in_threads(tmp_path, monkeypatch, cores, given, expected):
+    import concurrent.futures as cf
+
+    from avdetect import _process
+    from avdetect.scan import scan
+
+    seen = {}
+
+    class Pool:  # stands in for the process pool: records what its workers would be started with
+        def __init__(self, max_workers, mp_context, initializer, initargs):
+            seen["options"] = initargs[3]
+
+        def submit(self, fn, rel, path):
+            done = cf.Future()
+            done.set_result({"file": rel, "status": "ok", "verdict": "real", "fake_probability": 0.1, "segments": [],
+                             "seconds": 0.0})
+            return done
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(cf, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(_process, "usable_cores", lambda: cores)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(b"not read")
+    s = scan(folder, tmp_path / "out.jsonl", workers=2, forensics=False, **given)
+    assert s.ok == 2
+    assert seen["options"].get("prefetch") == expected and seen["options"]["forensics"] is False
+
+
 def _children_of(pid: int) -> list[int]:
     """pids whose parent is ``pid`` (from /proc)."""
     out = []
