@@ -213,10 +213,11 @@ def _worker_init(checkpoint, device, options: dict, threads: int) -> None:
 
 def _worker_options(options: dict, cores_each: float) -> dict:
     """The detect options of a scan worker with ``cores_each`` cores of its own: under two, faces
-    are tracked in a thread (``prefetch="thread"``) unless the caller chose a mode: a face worker
-    process per file would only take a core another scan worker is using (4 one-minute real clips,
-    2 workers on 2 cores: 14.7-15.4 s in threads against 16.0-18.0 s with a face worker each)."""
-    if "prefetch" in options or cores_each >= 2:
+    are tracked in a thread (``prefetch="thread"``) unless the caller chose a mode other than
+    ``"auto"``: a face worker process per file would only take a core another scan worker is using
+    (4 one-minute real clips, 2 workers on 2 cores: 14.7-15.4 s in threads against 16.0-18.0 s with
+    a face worker each)."""
+    if options.get("prefetch", "auto") != "auto" or cores_each >= 2:
         return options
     return {**options, "prefetch": "thread"}
 

@@ -882,6 +882,7 @@ def test_scan_two_workers(checkpoint, fake_clip, work):
 @pytest.mark.parametrize("cores, given, expected", [
     (2, {}, "thread"),  # two workers on two cores: one core each, no room for a face worker process
     (8, {}, None),  # four cores each: the detector's own choice ("auto")
+    (2, {"prefetch": "auto"}, "thread"),  # "auto" leaves the choice to avdetect: the scan knows the share
     (2, {"prefetch": "process"}, "process"),  # the caller's choice is kept
 ])
 def test_scan_workers_with_under_two_cores_each_track_faces_in_threads(tmp_path, monkeypatch, cores, given, expected):
