@@ -134,8 +134,8 @@ MAX_DEFAULT_THREADS = 8
 #: ``prefetch="auto"`` with the model loaded: files at least this long (seconds) have their faces
 #: tracked in a child process, shorter ones in a thread. The child is a fresh interpreter (about
 #: 0.5 CPU-s and 0.3 s before its first window) that only a longer file's tracking beside the
-#: model repays: with the model loaded, on 2 cores, a thread was faster up to about 30 s of video
-#: and the process beyond (README, measured).
+#: model repays: with the model loaded, on 2 cores, a thread was faster up to about 30 s of a
+#: 512-px video and the process beyond (at 1080p the crossover lies nearer 60 s; README, measured).
 AUTO_PROCESS_MIN_S = 30.0
 
 
