@@ -330,8 +330,7 @@ class Detector:
             media = media.at_max_side(opts.max_side) if media is not None else load_media(path, max_side=opts.max_side)
         media.hash_ahead()  # the provenance's file hash, beside the analysis instead of after it
         backend, backend_note = self._face_backend(opts)
-        prefetch = resolve_prefetch(opts.prefetch, media.duration, self.loading, _usable_cores())
-        opts = replace(opts, prefetch=prefetch)
+        opts = replace(opts, prefetch=resolve_prefetch(opts.prefetch, media.duration, self.loading, _usable_cores()))
         with open_sources(media, self.config, replace(opts, face_backend=backend)) as src:
             with clock("load"):  # a background load's rest (0 once loaded): faces are tracked meanwhile
                 model = self.model

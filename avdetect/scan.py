@@ -425,10 +425,10 @@ def _run_pool(todo, take, summary: ScanSummary, out: Path, *, workers: int, chec
     resolve_checkpoint(checkpoint)  # a missing checkpoint: one clear error, not N broken workers
     ctx = mp.get_context("spawn")
     ckpt = None if checkpoint is None else str(checkpoint)
-    # workers are started from this (the calling) thread and die with this process (avdetect._process.die_with_parent)
     from avdetect._process import usable_cores
 
     options = _worker_options(options, usable_cores() / workers)
+    # workers are started from this (the calling) thread and die with this process (avdetect._process.die_with_parent)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_worker_init,
                                initargs=(os.getpid(), ckpt, device, options, 1))
     try:
