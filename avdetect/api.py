@@ -252,7 +252,7 @@ class Detector:
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | None = None, device: str | None = None,
                         options: DetectOptions | None = None, background: bool = False,
-                        **option_overrides) -> "Detector":
+                        **option_overrides) -> Detector:
         """Load a checkpoint folder (``model.safetensors`` + ``config.json``), or a shipped
         checkpoint by name (e.g. ``"avdetect-small-synth"``, see :func:`resolve_checkpoint`); None:
         the default. Its ``calibration.json`` (:func:`read_calibration`) sets the threshold, the

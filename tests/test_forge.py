@@ -395,3 +395,66 @@ def test_evaluate_real_summary_counts_accusations_and_scores_families():
     assert s["dev_fakes"]["Wav2Lip"] == {"clips": 2, "above_every_real_test": 1, "verdict_fake": 0, "unknown": 0}
     md = to_markdown({"ck": s})
     assert "| voice_swap | as is | 0.88 / 33.3 / 33.3 |" in md and "1/3 (fake 0, segments 1, unknown 1)" in md
+
+
+def test_calibration_threshold_clears_the_reencoding_spread_and_recomputes_idempotently(tmp_path):
+    """A real video just under a threshold that ignores how much re-encoding moves a score is
+    accused once re-encoded (measured: grid_lbbc2a 0.8627 against 0.863, its crf-28 copy 0.8637).
+    The threshold sits above the highest dev value by the margin plus the largest shift any copy
+    made; real_below stays the forged quantile (at most the threshold); a recompute from the
+    stored values gives the same numbers however often it runs."""
+    sys.path.insert(0, str(REPO))
+    from recipes.evaluate_real import main, operating_point, recalibrate_stored, reencode_spread
+
+    from avdetect.checkpoints import read_calibration
+    from avdetect.errors import CheckpointError
+
+    values = {"a.mpg": 0.80, "b.mp4": 0.70, "reencoded/a.mp4": 0.79, "variant/crf32_a.mp4": 0.82,
+              "variant/half_b.mp4": 0.67, "variant/half_a.mp4": 0.805}
+    assert reencode_spread(values) == pytest.approx(0.03)  # b's half-size copy moved 0.03, a's most 0.02
+    assert reencode_spread({"a.mpg": 0.8, "b.mp4": 0.4}) == 0.0
+    with pytest.raises(ValueError, match="no untouched clip 'c'"):
+        reencode_spread({"a.mpg": 0.8, "variant/half_c.mp4": 0.7})
+    with pytest.raises(ValueError, match="not a known variant"):
+        reencode_spread({"a.mpg": 0.8, "variant/sepia_a.mp4": 0.7})
+    point = operating_point(values, 0.02, fake_quantile=0.75)
+    assert point["threshold"] == pytest.approx(0.82 + 0.02 + 0.03) and point["real_below"] == 0.75
+    assert operating_point(values, 0.02, fake_quantile=0.99)["real_below"] == point["threshold"]  # never above it
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    (folder / "calibration.json").write_text(json.dumps(
+        {"threshold": 0.84, "real_below": 0.75, "real_below_method": "the 10% quantile", "dev_real_values": values,
+         "domain": {"min_face_px": 80}}))
+    first = recalibrate_stored(str(folder), 0.02)
+    again = recalibrate_stored(str(folder), 0.02)
+    assert first == again and first["reencode_spread"] == pytest.approx(0.03)
+    assert first["threshold"] == pytest.approx(0.87) and first["real_below"] == 0.75
+    assert first["real_below_quantile"] == 0.75 and first["real_below_method"] == "the 10% quantile"
+    cal = read_calibration(folder)  # detect reads it as before
+    assert cal["threshold"] == pytest.approx(0.87) and cal["real_below"] == 0.75
+    assert cal["domain"].min_face_px == 80
+    (folder / "calibration.json").write_text(json.dumps({"threshold": 0.84}))
+    with pytest.raises(CheckpointError, match="no dev_real_values"):
+        recalibrate_stored(str(folder), 0.02)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(folder), "--from-stored", "--out", str(tmp_path / "o")])
+
+
+def test_shipped_calibrations_are_their_own_dev_values_recomputed():
+    """Each shipped checkpoint's threshold and real_below are what the calibration rule gives on
+    the dev values its calibration.json records: no hand-set operating point."""
+    sys.path.insert(0, str(REPO))
+    from recipes.evaluate_real import operating_point
+
+    checked = 0
+    for f in sorted((REPO / "checkpoints").glob("*/calibration.json")):
+        data = json.loads(f.read_text())
+        if not data.get("dev_real_values"):
+            continue
+        point = operating_point(data["dev_real_values"], 0.02, data.get("real_below_quantile"))
+        assert data["threshold"] == point["threshold"], f
+        assert data["reencode_spread"] == point["spread"], f
+        assert data.get("real_below") == point["real_below"], f
+        checked += 1
+    assert checked >= 2

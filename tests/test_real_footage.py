@@ -8,6 +8,7 @@ a reason is allowed: it accuses no one). Skips when ``../shared`` is absent (a u
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,10 @@ def _detector(name: str | None):
 KNOWN_FALSE_ACCUSATIONS = {
     None: {
         "w2l_presenter.mov": "22.7 s presenter video, the longest held-out clip: the audio stream's most-fake half "
-                             "second (0.91) and two audio segments pass a threshold set on 3-8 s dev clips (0.863)",
+                             "second (0.91) and two audio segments pass a threshold set on 3-8 s dev clips (0.875)",
     },
     "avdetect-small-real-landmarks": {
-        "w2l_presenter.mov": "the same presenter video: p 0.936 against a threshold of 0.849",
-        "grid_lbbc2a.mpg": "a 3 s GRID studio utterance: p 0.914 against 0.849",
+        "w2l_presenter.mov": "the same presenter video: p 0.937 against a threshold of 0.923",
     },
 }
 
@@ -61,6 +61,26 @@ def _params():
             marks = [pytest.mark.xfail(strict=True, reason=known[c.name])] if c.name in known else []
             out.append(pytest.param(name, c, marks=marks, id=f"{name or 'default'}-{c.name}"))
     return out
+
+
+def _reencoded_params():
+    known = KNOWN_FALSE_ACCUSATIONS[None]
+    return [pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=known[c.name])] if c.name in known else [],
+                         id=c.name) for c in _clips()]
+
+
+@pytest.mark.skipif(not _clips(), reason="../shared/realfaces is not here")
+@pytest.mark.parametrize("clip", _reencoded_params())
+def test_default_checkpoint_does_not_accuse_a_reencoded_copy_of_real_footage(clip, tmp_path):
+    """Real footage as a messaging app delivers it (H.264 at crf 28): measured, the threshold set
+    without the re-encoding spread (0.863) accused the crf-28 copy of ``grid_lbbc2a`` (0.8637) while
+    the untouched clip sat just under it (0.8627); see recipes/evaluate_real.py."""
+    sys.path.insert(0, str(REPO))
+    from recipes.evaluate_real import _reencode
+
+    copy = _reencode(str(clip), tmp_path / f"{clip.stem}_crf28.mp4", 28)
+    r = _detector(None).detect(copy, thumbnails=False)
+    assert r.verdict != "fake" and r.segments == [], r.summary()
 
 
 @pytest.mark.skipif(not _clips(), reason="../shared/realfaces is not here")
