@@ -31,8 +31,8 @@ must not turn on a re-encoding; ``real_below`` (the ``--miss-rate`` quantile of 
 clips, which ``avdetect forge`` already wrote at random qualities) is not moved: a re-encoding
 that crosses it turns ``real`` into ``unknown`` or back, which accuses no one.
 ``--calibrate --from-stored`` recomputes both from the values a calibration.json already holds,
-without detecting. With a handful of dev clips that bounds the
-false-alarm rate on real footage only loosely; the test split says more.
+without detecting. With a handful of dev clips that bounds the false-alarm rate on real footage
+only loosely; the test split says more.
 """
 from __future__ import annotations
 
