@@ -7,7 +7,9 @@
 For each checkpoint it runs the whole ``detect`` (faces, model, evidence, verdict rule) on
 
 * every untouched real clip of the split file (the accusation count: verdict ``fake`` or a
-  flagged segment; reported for the held-out test people and for all clips);
+  flagged segment; reported for the held-out test people and for all clips); with
+  ``--reencode CRF``, also a copy of each re-encoded as a messaging app sends it (H.264 at that
+  crf, AAC 96 kb/s), counted the same way;
 * an ``avdetect forge`` folder of the test people (re-encoded real copies and one forged copy
   per family): per family AUC of ``fake_probability`` against the test reals (untouched and
   re-encoded), and AP@0.5 / AP@0.75 of the fused proposals (LAV-DF protocol); once as is and
@@ -95,8 +97,15 @@ def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
 
     det = Detector.from_pretrained(ckpt, device="cpu")
     rows: list[dict] = []
-    for s in split_sources(args.split_file, args.base):
+    sources = list(split_sources(args.split_file, args.base))
+    for s in sources:
         rows.append(_row(det, s.path, group="real", family="real", split=s.split, person=s.person, truth=[]))
+    if args.reencode is not None:  # the same footage as a messaging app delivers it
+        with tempfile.TemporaryDirectory(prefix="avdetect-reenc-") as td:
+            for s in sources:
+                copy = _reencode(s.path, Path(td) / f"{Path(s.path).stem}_crf{args.reencode}.mp4", args.reencode)
+                rows.append({**_row(det, copy, group="real_reencoded", family="real", split=s.split, person=s.person,
+                                    truth=[], crf=args.reencode), "path": s.path})
     if args.forged:
         info = json.loads((Path(args.forged) / "forge_info.json").read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory(prefix="avdetect-trim-") as td:
@@ -277,12 +286,19 @@ def summarise(rows: list[dict]) -> dict:
     real = [r for r in ok if r["group"] == "real"]
     accused = lambda rs: sum(1 for r in rs if r["verdict"] == "fake" or r["segments"])  # noqa: E731
     out: dict = {"errors": [(r["path"], r["error"]) for r in rows if "error" in r], "real": {}}
-    for name, rs in (("test", [r for r in real if r["split"] == "test"]), ("all", real)):
-        out["real"][name] = {"clips": len(rs), "accused": accused(rs),
-                             "verdict_fake": sum(r["verdict"] == "fake" for r in rs),
-                             "with_segments": sum(bool(r["segments"]) for r in rs),
-                             "unknown": sum(r["verdict"] == "unknown" for r in rs),
-                             "p_max": max((r["p"] for r in rs), default=None)}
+    for group in ("real", "real_reencoded"):
+        g = [r for r in ok if r["group"] == group]
+        if group == "real_reencoded" and not g:
+            continue
+        out[group] = {}
+        for name, rs in (("test", [r for r in g if r["split"] == "test"]), ("all", g)):
+            out[group][name] = {"clips": len(rs), "accused": accused(rs),
+                                "verdict_fake": sum(r["verdict"] == "fake" for r in rs),
+                                "with_segments": sum(bool(r["segments"]) for r in rs),
+                                "unknown": sum(r["verdict"] == "unknown" for r in rs),
+                                "p_max": max((r["p"] for r in rs), default=None)}
+        if group == "real_reencoded":
+            out[group]["crf"] = g[0]["crf"]
     real_test = [r for r in real if r["split"] == "test"]
     out["families"] = {}
     for group in ("forged", "forged_trimmed"):
@@ -313,13 +329,18 @@ def to_markdown(summaries: dict[str, dict]) -> str:
     names = list(summaries)
     lines = ["| real clips accused (verdict fake or a flagged segment) | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
-    for split in ("test", "all"):
-        cells = []
-        for n in names:
-            r = summaries[n]["real"][split]
-            cells.append(f"{r['accused']}/{r['clips']} (fake {r['verdict_fake']}, segments {r['with_segments']}, "
-                         f"unknown {r['unknown']})")
-        lines.append(f"| {'held-out test people' if split == 'test' else 'all 32 real clips'} | " + " | ".join(cells) + " |")
+    for group in ("real", "real_reencoded"):
+        if not any(group in summaries[n] for n in names):
+            continue
+        crf = next(summaries[n][group]["crf"] for n in names if group in summaries[n]) if group != "real" else None
+        for split in ("test", "all"):
+            cells = []
+            for n in names:
+                r = summaries[n].get(group, {}).get(split)
+                cells.append("-" if r is None else f"{r['accused']}/{r['clips']} (fake {r['verdict_fake']}, segments "
+                             f"{r['with_segments']}, unknown {r['unknown']})")
+            label = "held-out test people" if split == "test" else "all 32 real clips"
+            lines.append(f"| {label}{'' if crf is None else f', re-encoded at crf {crf}'} | " + " | ".join(cells) + " |")
     lines += ["", "| family | run | " + " | ".join(f"{n} AUC / AP@0.5 / AP@0.75" for n in names) + " |",
               "|---|---|" + "---|" * len(names)]
     fams = sorted({f for s in summaries.values() for f in s["families"]})
@@ -350,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forged", help="an `avdetect forge` folder of the test people")
     p.add_argument("--dev-fakes", help="a folder of generated talking heads (file names start with the generator)")
     p.add_argument("--no-trim", dest="trim", action="store_false", help="skip the leading-silence-trimmed run")
+    p.add_argument("--reencode", type=int, metavar="CRF", help="also detect a copy of every real clip re-encoded at "
+                   "this H.264 crf (e.g. 28, as a messaging app sends it) and count its accusations")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--calibrate", action="store_true", help="first set the (one) checkpoint's threshold on the real "
                    "dev clips and write its calibration.json")

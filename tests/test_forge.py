@@ -395,6 +395,17 @@ def test_evaluate_real_summary_counts_accusations_and_scores_families():
     assert s["dev_fakes"]["Wav2Lip"] == {"clips": 2, "above_every_real_test": 1, "verdict_fake": 0, "unknown": 0}
     md = to_markdown({"ck": s})
     assert "| voice_swap | as is | 0.88 / 33.3 / 33.3 |" in md and "1/3 (fake 0, segments 1, unknown 1)" in md
+    assert "real_reencoded" not in s and "re-encoded at crf" not in md  # no --reencode: no such rows
+    # --reencode 28: the copies are counted apart from the untouched clips, the same way
+    copies = [dict(row("real_reencoded", "real", 0.88, "fake"), crf=28), dict(row("real_reencoded", "real", 0.5, "unknown"), crf=28),
+              dict(row("real_reencoded", "real", 0.4, "real", split="train", segments=[[0, 1, 0.9, "visual"]]), crf=28)]
+    s2 = summarise(rows + copies)
+    assert s2["real"] == s["real"]
+    assert s2["real_reencoded"]["test"] == {"clips": 2, "accused": 1, "verdict_fake": 1, "with_segments": 0, "unknown": 1,
+                                            "p_max": 0.88}
+    assert s2["real_reencoded"]["all"]["accused"] == 2 and s2["real_reencoded"]["crf"] == 28
+    md2 = to_markdown({"ck": s2, "other": s})
+    assert "| held-out test people, re-encoded at crf 28 | 1/2 (fake 1, segments 0, unknown 1) | - |" in md2
 
 
 def test_calibration_threshold_clears_the_reencoding_spread_and_recomputes_idempotently(tmp_path):
