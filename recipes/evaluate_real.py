@@ -91,6 +91,18 @@ def _row(det, path: str, **facts) -> dict:
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _reencoded_row(det, source, crf: int, folder: Path) -> dict:
+    """The ``real_reencoded`` row of one split source: ``detect`` on its copy at ``crf``; a copy
+    ffmpeg cannot write is an error row (the run goes on), as a file detect refuses is."""
+    facts = dict(group="real_reencoded", family="real", split=source.split, person=source.person, truth=[], crf=crf)
+    try:
+        copy = _reencode(source.path, folder / f"{Path(source.path).stem}_crf{crf}.mp4", crf)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+        tail = (getattr(err, "stderr", b"") or b"").decode("utf-8", "replace").strip().splitlines()[-1:]
+        return {**facts, "path": source.path, "error": f"re-encoding at crf {crf} failed: {' '.join(tail) or err}"}
+    return {**_row(det, copy, **facts), "path": source.path}
+
+
 def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
     from avdetect.api import Detector
     from avdetect.forge.corpus import split_sources
@@ -103,9 +115,7 @@ def run_checkpoint(ckpt: str, args, out: Path) -> list[dict]:
     if args.reencode is not None:  # the same footage as a messaging app delivers it
         with tempfile.TemporaryDirectory(prefix="avdetect-reenc-") as td:
             for s in sources:
-                copy = _reencode(s.path, Path(td) / f"{Path(s.path).stem}_crf{args.reencode}.mp4", args.reencode)
-                rows.append({**_row(det, copy, group="real_reencoded", family="real", split=s.split, person=s.person,
-                                    truth=[], crf=args.reencode), "path": s.path})
+                rows.append(_reencoded_row(det, s, args.reencode, Path(td)))
     if args.forged:
         info = json.loads((Path(args.forged) / "forge_info.json").read_text(encoding="utf-8"))
         with tempfile.TemporaryDirectory(prefix="avdetect-trim-") as td:

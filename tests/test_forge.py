@@ -469,3 +469,34 @@ def test_shipped_calibrations_are_their_own_dev_values_recomputed():
         assert data.get("real_below") == point["real_below"], f
         checked += 1
     assert checked >= 2
+
+
+def test_evaluate_real_reencoded_row_keeps_the_source_and_survives_a_file_ffmpeg_cannot_read(tmp_path):
+    import subprocess
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO))
+    from recipes.evaluate_real import _reencoded_row
+
+    from avdetect.media import ffmpeg_exe
+
+    seen = []
+
+    class Det:  # a stand-in detector: records what it was given
+        def detect(self, path):
+            seen.append(path)
+            return SimpleNamespace(to_dict=lambda: {"verdict": "unknown", "fake_probability": 0.5, "segments": [],
+                                                    "proposals": {"fused": []}, "verdict_reasons": []})
+
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=128x96:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(clip)], check=True, capture_output=True)
+    row = _reencoded_row(Det(), SimpleNamespace(path=str(clip), split="test", person="p"), 28, tmp_path)
+    assert row["path"] == str(clip) and row["crf"] == 28 and row["verdict"] == "unknown" and "error" not in row
+    assert seen == [str(tmp_path / "clip_crf28.mp4")]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    row = _reencoded_row(Det(), SimpleNamespace(path=str(broken), split="test", person="p"), 28, tmp_path)
+    assert row["path"] == str(broken) and row["group"] == "real_reencoded" and "re-encoding at crf 28 failed" in row["error"]
+    assert len(seen) == 1  # nothing detected for the broken one
