@@ -212,12 +212,24 @@ def operating_point(values: dict[str, float], margin: float, fake_quantile: floa
     return out
 
 
-def _method(n_values: int, n_untouched: int, n_reencoded: int, point: dict, margin: float) -> str:
-    return (f"lowest threshold at which none of {n_values} real dev clips is accused ({n_untouched} untouched clips of "
-            f"the dev people, {n_reencoded} re-encoded copies, {n_values - n_untouched - n_reencoded} copies compressed "
-            f"at crf 32 or halved in size; highest clip value {point['worst']:.4f}) plus a margin of {margin} plus the "
-            f"re-encoding spread {point['spread']:.4f} (the most a copy moved a dev clip's value from its own); written "
-            "by recipes/evaluate_real.py --calibrate")
+def _write_operating_point(path: Path, data: dict, values: dict[str, float], margin: float,
+                           fake_quantile: float | None, note: str = "") -> dict:
+    """Set ``data``'s operating point (:func:`operating_point` of the dev ``values``): threshold,
+    re-encoding spread, the method in words (its clip counts read from the values' keys) and,
+    with a forged quantile, real_below; write it as ``path`` (calibration.json) and return it."""
+    point = operating_point(values, margin, fake_quantile)
+    n_untouched = sum(_copy_source(k) is None for k in values)
+    n_reencoded = sum(k.startswith("reencoded/") for k in values)
+    data.update(threshold=point["threshold"], reencode_spread=point["spread"], dev_real_values=values, method=(
+        f"lowest threshold at which none of {len(values)} real dev clips is accused ({n_untouched} untouched clips of "
+        f"the dev people, {n_reencoded} re-encoded copies, {len(values) - n_untouched - n_reencoded} copies compressed "
+        f"at crf 32 or halved in size; highest clip value {point['worst']:.4f}) plus a margin of {margin} plus the "
+        f"re-encoding spread {point['spread']:.4f} (the most a copy moved a dev clip's value from its own); written "
+        f"by recipes/evaluate_real.py --calibrate{note}"))
+    if point["real_below"] is not None:
+        data.update(real_below=point["real_below"], real_below_quantile=fake_quantile)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return data
 
 
 def recalibrate_stored(ckpt: str, margin: float) -> dict:
@@ -232,17 +244,8 @@ def recalibrate_stored(ckpt: str, margin: float) -> dict:
     values = data.get("dev_real_values")
     if not values:
         raise CheckpointError("its calibration.json holds no dev_real_values: run --calibrate without --from-stored", path)
-    quantile = data.get("real_below_quantile", data.get("real_below"))
-    point = operating_point(values, margin, quantile)
-    n_untouched = sum(_copy_source(k) is None for k in values)
-    n_reencoded = sum(k.startswith("reencoded/") for k in values)
-    data.update(threshold=point["threshold"], reencode_spread=point["spread"],
-                method=_method(len(values), n_untouched, n_reencoded, point, margin)
-                + " (recomputed from these dev_real_values by --calibrate --from-stored)")
-    if point["real_below"] is not None:
-        data.update(real_below=point["real_below"], real_below_quantile=quantile)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return data
+    return _write_operating_point(path, data, values, margin, data.get("real_below_quantile", data.get("real_below")),
+                                  note=" (recomputed from these dev_real_values by --calibrate --from-stored)")
 
 
 def calibrate(ckpt: str, args) -> dict:
@@ -274,18 +277,12 @@ def calibrate(ckpt: str, args) -> dict:
         fakes = [str(Path(args.forged_dev) / f["file"]) for f in info["files"] if f["family"] != "real"]
         fake_p = [float(det.detect(p).fake_probability) for p in fakes]
         quantile = round(float(np.quantile(fake_p, args.miss_rate)), 4)
-    point = operating_point(per_clip, args.margin, quantile)
     path = folder / CALIBRATION_FILE
-    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    data = {**old, "threshold": point["threshold"], "reencode_spread": point["spread"],
-            "method": _method(len(per_clip), n_untouched, len(paths) - n_untouched, point, args.margin),
-            "dev_real_values": per_clip}
-    if point["real_below"] is not None:
-        data.update(real_below=point["real_below"], real_below_quantile=quantile, real_below_method=(
-            f"the {args.miss_rate:.0%} quantile of p(fake) over {len(fake_p)} forged dev clips (avdetect forge, every "
-            "family): 'real' is claimed only below it"))
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return data
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if quantile is not None:
+        data["real_below_method"] = (f"the {args.miss_rate:.0%} quantile of p(fake) over {len(fake_p)} forged dev clips "
+                                     "(avdetect forge, every family): 'real' is claimed only below it")
+    return _write_operating_point(path, data, per_clip, args.margin, quantile)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -295,20 +292,17 @@ def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     real = [r for r in ok if r["group"] == "real"]
     accused = lambda rs: sum(1 for r in rs if r["verdict"] == "fake" or r["segments"])  # noqa: E731
-    out: dict = {"errors": [(r["path"], r["error"]) for r in rows if "error" in r], "real": {}}
-    for group in ("real", "real_reencoded"):
-        g = [r for r in ok if r["group"] == group]
-        if group == "real_reencoded" and not g:
-            continue
-        out[group] = {}
-        for name, rs in (("test", [r for r in g if r["split"] == "test"]), ("all", g)):
-            out[group][name] = {"clips": len(rs), "accused": accused(rs),
-                                "verdict_fake": sum(r["verdict"] == "fake" for r in rs),
-                                "with_segments": sum(bool(r["segments"]) for r in rs),
-                                "unknown": sum(r["verdict"] == "unknown" for r in rs),
-                                "p_max": max((r["p"] for r in rs), default=None)}
-        if group == "real_reencoded":
-            out[group]["crf"] = g[0]["crf"]
+
+    def by_split(rs: list[dict]) -> dict:
+        return {name: {"clips": len(g), "accused": accused(g), "verdict_fake": sum(r["verdict"] == "fake" for r in g),
+                       "with_segments": sum(bool(r["segments"]) for r in g),
+                       "unknown": sum(r["verdict"] == "unknown" for r in g), "p_max": max((r["p"] for r in g), default=None)}
+                for name, g in (("test", [r for r in rs if r["split"] == "test"]), ("all", rs))}
+
+    out: dict = {"errors": [(r["path"], r["error"]) for r in rows if "error" in r], "real": by_split(real)}
+    copies = [r for r in ok if r["group"] == "real_reencoded"]
+    if copies:
+        out["real_reencoded"] = {**by_split(copies), "crf": copies[0]["crf"]}
     real_test = [r for r in real if r["split"] == "test"]
     out["families"] = {}
     for group in ("forged", "forged_trimmed"):
@@ -339,10 +333,9 @@ def to_markdown(summaries: dict[str, dict]) -> str:
     names = list(summaries)
     lines = ["| real clips accused (verdict fake or a flagged segment) | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
-    for group in ("real", "real_reencoded"):
-        if not any(group in summaries[n] for n in names):
-            continue
-        crf = next(summaries[n][group]["crf"] for n in names if group in summaries[n]) if group != "real" else None
+    crf = next((summaries[n]["real_reencoded"]["crf"] for n in names if "real_reencoded" in summaries[n]), None)
+    groups = [("real", "")] + ([("real_reencoded", f", re-encoded at crf {crf}")] if crf is not None else [])
+    for group, suffix in groups:
         for split in ("test", "all"):
             cells = []
             for n in names:
@@ -350,7 +343,7 @@ def to_markdown(summaries: dict[str, dict]) -> str:
                 cells.append("-" if r is None else f"{r['accused']}/{r['clips']} (fake {r['verdict_fake']}, segments "
                              f"{r['with_segments']}, unknown {r['unknown']})")
             label = "held-out test people" if split == "test" else "all 32 real clips"
-            lines.append(f"| {label}{'' if crf is None else f', re-encoded at crf {crf}'} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label}{suffix} | " + " | ".join(cells) + " |")
     lines += ["", "| family | run | " + " | ".join(f"{n} AUC / AP@0.5 / AP@0.75" for n in names) + " |",
               "|---|---|" + "---|" * len(names)]
     fams = sorted({f for s in summaries.values() for f in s["families"]})

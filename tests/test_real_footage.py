@@ -54,19 +54,19 @@ KNOWN_FALSE_ACCUSATIONS = {
 }
 
 
+def _known(checkpoint, clip: Path) -> list:
+    """A strict xfail for a clip ``checkpoint`` is known to accuse, else no mark."""
+    reason = KNOWN_FALSE_ACCUSATIONS[checkpoint].get(clip.name)
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
 def _params():
-    out = []
-    for name, known in KNOWN_FALSE_ACCUSATIONS.items():
-        for c in _clips():
-            marks = [pytest.mark.xfail(strict=True, reason=known[c.name])] if c.name in known else []
-            out.append(pytest.param(name, c, marks=marks, id=f"{name or 'default'}-{c.name}"))
-    return out
+    return [pytest.param(name, c, marks=_known(name, c), id=f"{name or 'default'}-{c.name}")
+            for name in KNOWN_FALSE_ACCUSATIONS for c in _clips()]
 
 
 def _reencoded_params():
-    known = KNOWN_FALSE_ACCUSATIONS[None]
-    return [pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=known[c.name])] if c.name in known else [],
-                         id=c.name) for c in _clips()]
+    return [pytest.param(c, marks=_known(None, c), id=c.name) for c in _clips()]
 
 
 @pytest.mark.skipif(not _clips(), reason="../shared/realfaces is not here")
