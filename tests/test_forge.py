@@ -428,8 +428,16 @@ def test_calibration_threshold_clears_the_reencoding_spread_and_recomputes_idemp
         reencode_spread({"a.mpg": 0.8, "variant/half_c.mp4": 0.7})
     with pytest.raises(ValueError, match="not a known variant"):
         reencode_spread({"a.mpg": 0.8, "variant/sepia_a.mp4": 0.7})
+    with pytest.raises(ValueError, match="a cut is"):
+        reencode_spread({"a.mpg": 0.8, "cut/middle2_a.mp4": 0.7})
     point = operating_point(values, 0.02, fake_quantile=0.75)
     assert point["threshold"] == pytest.approx(0.82 + 0.02 + 0.03) and point["real_below"] == 0.75
+    # an excerpt is a clip of its own (measured: lp_d20 0.840 whole, 0.909 less its first 2 s): its
+    # value can set the threshold, but it is no re-encoding noise, so the spread ignores it
+    cuts = {**values, "cut/start2_a.mp4": 0.86, "cut/end1_b.mp4": 0.55}
+    assert reencode_spread(cuts) == pytest.approx(0.03)
+    assert operating_point(cuts, 0.02)["threshold"] == pytest.approx(0.86 + 0.02 + 0.03)
+    assert operating_point({**cuts, "cut/end3_a.mp4": 0.94}, 0.02)["threshold"] == 0.95  # the cap
     assert operating_point(values, 0.02, fake_quantile=0.99)["real_below"] == point["threshold"]  # never above it
 
     folder = tmp_path / "ck"
@@ -450,6 +458,49 @@ def test_calibration_threshold_clears_the_reencoding_spread_and_recomputes_idemp
         recalibrate_stored(str(folder), 0.02)
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(folder), "--from-stored", "--out", str(tmp_path / "o")])
+
+
+def test_calibration_cuts_excerpts_that_keep_a_model_window(tmp_path):
+    """--calibrate detects each dev clip whole, compressed, half size and cut by whole seconds at
+    either end while a model window remains, and writes every value and the rule's threshold."""
+    import subprocess
+
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from recipes.evaluate_real import _reencode, cut_offsets, main, operating_point
+
+    from avdetect.media import ffmpeg_exe, inspect_media
+    from avdetect.models import create_model
+
+    assert cut_offsets(8.0, 4.0) == [1, 2, 3, 4] and cut_offsets(6.5, 4.0) == [1, 2]
+    assert cut_offsets(4.0, 4.0) == [] and cut_offsets(3.0, 4.0) == [] and cut_offsets(30.0, 4.0) == [1, 2, 3, 4]
+    base = tmp_path / "base"
+    (base / "clips").mkdir(parents=True)
+    clip = base / "clips" / "dev1.mp4"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=128x96:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440", "-t", "2.5", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(clip)], check=True, capture_output=True)
+    end = _reencode(str(clip), tmp_path / "end1.mp4", 18, duration_s=1.5)
+    start = _reencode(str(clip), tmp_path / "start1.mp4", 18, start_s=1.0)
+    assert inspect_media(end).duration == pytest.approx(1.5, abs=0.1)
+    assert inspect_media(start).duration == pytest.approx(1.5, abs=0.1)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"roots": ["clips"], "clips": {"dev1.mp4": {"person": "p1", "split": "dev"}}}))
+    torch.manual_seed(0)
+    folder = create_model("avdetect-tiny", window_frames=24).save_pretrained(tmp_path / "ck")  # a 0.96-s window
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--checkpoint", str(folder), "--calibrate", "--split-file", str(split), "--base", str(base),
+                     "--no-trim", "--out", str(tmp_path / "out")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    data = json.loads((folder / "calibration.json").read_text())
+    values = data["dev_real_values"]  # 2.5 s less 1 s keeps a window, less 2 s does not
+    assert sorted(values) == ["cut/end1_dev1.mp4", "cut/start1_dev1.mp4", "dev1.mp4", "variant/crf32_dev1.mp4",
+                              "variant/half_dev1.mp4"]
+    assert data["threshold"] == operating_point(values, 0.02)["threshold"]
+    assert "2 excerpts cut by 1-4 s at one end" in data["method"]
 
 
 def test_shipped_calibrations_are_their_own_dev_values_recomputed():
