@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import subprocess
 import sys
 import tempfile
@@ -201,8 +202,7 @@ def _parse_key(key: str) -> tuple[str, str]:
             raise ValueError(f"calibration key {key!r}: not a known variant ({', '.join(t for t, _, _ in VARIANTS)})")
         return group, rest
     if group == "cut":
-        end = tag.removeprefix("start").removeprefix("end")
-        if not sep or end == tag or not end.isdigit():
+        if not sep or not re.fullmatch(r"(start|end)\d+", tag):
             raise ValueError(f"calibration key {key!r}: a cut is cut/startK_STEM or cut/endK_STEM")
         return group, rest
     raise ValueError(f"calibration key {key!r}: unknown group {group!r}")
@@ -232,10 +232,13 @@ def operating_point(values: dict[str, float], margin: float, fake_quantile: floa
     the highest value plus ``margin`` plus the re-encoding spread, clipped to [0.05, 0.95];
     real_below (when the forged dev clips' quantile ``fake_quantile`` is given) that quantile, at
     most the threshold."""
-    worst = max(values.values())
+    worst_key = max(values, key=values.get)
+    worst = values[worst_key]
     spread = reencode_spread(values)
-    thr = round(float(min(0.95, max(0.05, worst + margin + spread))), 4)
-    out = {"threshold": thr, "worst": worst, "spread": spread, "real_below": None}
+    wanted = round(float(worst + margin + spread), 4)
+    thr = round(float(min(0.95, max(0.05, wanted))), 4)
+    out = {"threshold": thr, "worst": worst, "worst_key": worst_key, "capped": thr < wanted, "spread": spread,
+           "real_below": None}
     if fake_quantile is not None:
         out["real_below"] = round(float(min(thr, fake_quantile)), 4)
     return out
@@ -249,14 +252,12 @@ def _write_operating_point(path: Path, data: dict, values: dict[str, float], mar
     point = operating_point(values, margin, fake_quantile)
     kinds = [_parse_key(k)[0] for k in values]
     n = {kind: kinds.count(kind) for kind in ("untouched", "reencoded", "variant", "cut")}
-    worst = max(values, key=values.get)
-    capped = point["threshold"] < round(point["worst"] + margin + point["spread"], 4)
     data.update(threshold=point["threshold"], reencode_spread=point["spread"], dev_real_values=values, method=(
         f"lowest threshold at which none of {len(values)} real dev clips is accused ({n['untouched']} untouched clips "
         f"of the dev people, {n['reencoded']} re-encoded copies, {n['variant']} copies compressed at crf 32 or halved "
         f"in size, {n['cut']} excerpts cut by 1-{MAX_CUT_S} s at one end; highest clip value {point['worst']:.4f}, "
-        f"{worst}) plus a margin of {margin} plus the re-encoding spread {point['spread']:.4f} (the most a copy moved "
-        f"a dev clip's value from its own)" + (", capped at 0.95" if capped else "")
+        f"{point['worst_key']}) plus a margin of {margin} plus the re-encoding spread {point['spread']:.4f} (the most a copy moved "
+        f"a dev clip's value from its own)" + (", capped at 0.95" if point["capped"] else "")
         + f"; written by recipes/evaluate_real.py --calibrate{note}"))
     if point["real_below"] is not None:
         data.update(real_below=point["real_below"], real_below_quantile=fake_quantile)

@@ -82,18 +82,18 @@ def test_default_checkpoint_does_not_accuse_a_reencoded_copy_of_real_footage(cli
 
 
 def _excerpt_params():
+    sys.path.insert(0, str(REPO))
+    from recipes.evaluate_real import cut_offsets
+
     from avdetect.media import inspect_media
 
-    out = []
-    for c in _clips():
-        duration = inspect_media(c).duration
-        out += [pytest.param(c, k, marks=_known(None, c), id=f"{c.name}-less-{k}s") for k in (1, 2)
-                if duration - k >= 4.0]  # a model window (4 s) left, as calibration cuts its dev clips
-    return out
+    # less 1 s and 2 s where a model window (4 s) is left, as calibration cuts its dev clips
+    return [pytest.param(c, k, marks=_known(None, c), id=f"{c.name}-less-{k}s")
+            for c in _clips() for k in cut_offsets(inspect_media(c).duration, 4.0, max_cut_s=2)]
 
 
 @pytest.mark.skipif(not _clips(), reason="../shared/realfaces is not here")
-@pytest.mark.parametrize("clip, cut_s", _excerpt_params() if _clips() else [])
+@pytest.mark.parametrize("clip, cut_s", _excerpt_params())
 def test_default_checkpoint_does_not_accuse_an_excerpt_of_real_footage(clip, cut_s, tmp_path):
     """Real footage less its first seconds, as an editor exports an excerpt: measured, the
     threshold set on whole dev clips only (0.875) accused the dev clip ``lp_d20`` cut by 1 s (p
