@@ -172,6 +172,53 @@ def test_a_stretch_without_faces_searches_for_small_faces_sparingly():
     assert track.valid[found:].all() and track.faces  # then tracked to the end, as one face
 
 
+class _MainFaceAndOthers:
+    """A test backend: a main face 40 % of the frame's height from frame 0, and from frame 60 a
+    second face of ``share`` x its height; a search returns the faces of at least ``min_face``
+    of the frame's height (what a detector told that floor sees). Records every search."""
+
+    name = "main-and-others"
+    wants_rgb = False
+    main = np.array([40.0, 40.0, 136.0, 136.0], np.float32)  # 96 px of 240
+
+    def __init__(self, share):
+        side = 96.0 * share
+        self.other = np.array([220.0, 60.0, 220.0 + side, 60.0 + side], np.float32)
+        self.searches = []
+
+    def _faces(self, i):
+        return [self.main] + ([self.other] if i >= 60 else [])
+
+    def detect(self, frame, min_face=0.06):
+        i = int(frame[0, 0])
+        self.searches.append((i, min_face))
+        return [Detection(b.copy(), 0.9) for b in self._faces(i) if b[3] - b[1] >= min_face * 240]
+
+    def detect_near(self, frame, box, expand=1.8):
+        near = [b for b in self._faces(int(frame[0, 0])) if abs(b[0] - box[0]) + abs(b[1] - box[1]) < 20]
+        return [Detection(b.copy(), 0.9) for b in near]
+
+
+@pytest.mark.parametrize("share,found", [(0.45, True), (0.3, False)])
+def test_searches_while_a_face_is_tracked_skip_faces_far_smaller_than_it(share, found):
+    """While a face is tracked, whole-frame searches look only for faces at least
+    0.4 x its height (TRACKED_SEARCH_SHARE; cheaper: a search's cost grows with the smallest face
+    sought): a face of comparable size that appears later is still found and tracked, one far
+    smaller is not (it could not become the main speaker while the tracked face is on screen)."""
+    backend = _MainFaceAndOthers(share)
+    tracker = FaceTracker(backend=backend, crops=False, search_every=20)
+    track = tracker.track(_NumberedFrames(160))
+    later = [m for i, m in backend.searches if i > 0]
+    assert later and min(later) == pytest.approx(0.4 * 0.4, rel=0.05)  # 0.4 x the 40 % face
+    assert track.valid.all() and track.main_track is not None
+    main_box = track.boxes[100]
+    assert abs(main_box[0] - backend.main[0]) < 5  # the main face stays the one used
+    assert (len(track.faces) == 2) is found
+    if found:
+        other = next(t for t in track.faces if t.track_id != track.main_track)
+        assert other.first_frame <= 60 + tracker.search_every
+
+
 @pytest.fixture(scope="module")
 def talking_face(tmp_path_factory):
     """A synthetic talking head, 3.2 s (80 frames): the face moves and the mouth opens and closes."""
