@@ -65,11 +65,11 @@ TEMPLATE_PX = 32  # face template size for matching between detections
 MATCH_MIN = 0.6  # weakest normalised correlation accepted as the same face
 COARSE_MIN_FACE = 0.25  # first pass of a search with nothing tracked (fraction of the shorter side)
 # while faces are tracked, a whole-frame search looks only for faces at least this share of the
-# biggest tracked one's height: a smaller one has under a sixth of its area, and it cannot become
-# the main speaker or a comparable face (domain check: score share 0.5) while that face is on
-# screen. A search's cost grows with the smallest face sought: on a 2-minute 720p interview its
-# searches while tracking took 5.1 s at a share of 0.25 and 2.3 s at 0.4 (of ~9 s of tracking).
-# With nothing tracked the search goes down to min_face.
+# biggest tracked one's height: a smaller one has under a sixth of its area, and over the frames
+# both are on screen its persistence x size score stays under 0.4 of that face's (the domain
+# check counts a face as comparable from 0.5). A search's cost grows with the smallest face
+# sought: on a 2-minute 720p interview the searches while tracking took 5.1 s at a share of 0.25
+# and 2.3 s at 0.4 (of ~9 s of tracking). With nothing tracked the search goes down to min_face.
 TRACKED_SEARCH_SHARE = 0.4
 STILL_EVERY = 25  # frames between stills (FaceTrack.stills): one a second, 5-12 kB of base64 each
 
