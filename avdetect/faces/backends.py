@@ -37,6 +37,11 @@ from avdetect.errors import FaceBackendError, MissingWeightsError
 
 TRACK_FACE_PX = 72  # face size in pixels when re-detecting around a tracked face
 HAAR_MIN_PX = 24  # the frontal cascade's window
+SCALE_STEP = 1.1  # ratio between the face sizes a Haar search tries
+# a quick search's step: about half the sizes, so about half the cost (on 640 x 360 frames of a
+# real interview, for faces of 0.13 of the height and up: 17.6 ms a search against 32.9 ms at
+# 1.1, with as many faces found). A face between two tried sizes is found a size up or down.
+QUICK_SCALE_STEP = 1.2
 
 
 @dataclass
@@ -61,8 +66,10 @@ class FaceBackend(Protocol):
     name: str
     wants_rgb: bool
 
-    def detect(self, frame: np.ndarray, min_face: float = 0.06) -> list[Detection]:
-        """Faces anywhere in ``frame`` at least ``min_face`` of its shorter side (any order)."""
+    def detect(self, frame: np.ndarray, min_face: float = 0.06, quick: bool = False) -> list[Detection]:
+        """Faces anywhere in ``frame`` at least ``min_face`` of its shorter side (any order).
+        ``quick``: a cheaper search that may miss a face a full one finds (the tracker asks for it
+        when it only looks for new faces beside tracked ones); a backend without one ignores it."""
         ...
 
     def detect_near(self, frame: np.ndarray, box: np.ndarray, expand: float = 1.8) -> list[Detection]:
@@ -119,7 +126,7 @@ class OpenCVBackend:
             )
         return cascade
 
-    def _run(self, cascade, gray, min_px, max_px, neighbors, scale_factor=1.1):
+    def _run(self, cascade, gray, min_px, max_px, neighbors, scale_factor=SCALE_STEP):
         boxes, levels, weights = cascade.detectMultiScale3(
             gray, scaleFactor=scale_factor, minNeighbors=neighbors, minSize=(min_px, min_px),
             maxSize=(max_px, max_px), outputRejectLevels=True,
@@ -130,14 +137,16 @@ class OpenCVBackend:
             out.append(Detection(np.array([x, y, x + w, y + h], dtype=np.float32), score))
         return out
 
-    def detect(self, frame: np.ndarray, min_face: float = 0.06) -> list[Detection]:
-        """Search the whole frame for faces at least ``min_face`` of its shorter side."""
+    def detect(self, frame: np.ndarray, min_face: float = 0.06, quick: bool = False) -> list[Detection]:
+        """Search the whole frame for faces at least ``min_face`` of its shorter side; ``quick``:
+        with the coarser scale step :data:`QUICK_SCALE_STEP`."""
         gray = _gray(frame)
         short = min(gray.shape[:2])
         scale = min(1.0, HAAR_MIN_PX / max(1.0, min_face * short))
         small = cv2.equalizeHist(shrink(gray, scale))
         scale = small.shape[0] / gray.shape[0]  # the exact scale after rounding
-        dets = self._run(self.frontal, small, HAAR_MIN_PX, int(min(small.shape[:2])), self.min_neighbors)
+        dets = self._run(self.frontal, small, HAAR_MIN_PX, int(min(small.shape[:2])), self.min_neighbors,
+                         scale_factor=QUICK_SCALE_STEP if quick else SCALE_STEP)
         for d in dets:
             d.box /= scale
         return dets
@@ -171,7 +180,7 @@ class OpenCVBackend:
         for get_cascade, flipped, neighbors in attempts:
             cascade = get_cascade()
             img = cv2.flip(roi, 1) if flipped else roi
-            dets = self._run(cascade, img, lo, min(hi, min(img.shape[:2])), neighbors, scale_factor=1.1)
+            dets = self._run(cascade, img, lo, min(hi, min(img.shape[:2])), neighbors)
             if dets:
                 for d in dets:
                     if flipped:
@@ -250,7 +259,7 @@ class FaceAlignmentBackend:
             dets.append(Detection(np.array([x1, y1, x2, y2], dtype=np.float32), conf, pts))
         return dets
 
-    def detect(self, frame: np.ndarray, min_face: float = 0.06) -> list[Detection]:
+    def detect(self, frame: np.ndarray, min_face: float = 0.06, quick: bool = False) -> list[Detection]:
         return self._landmark_dets(frame)
 
     def detect_near(self, frame: np.ndarray, box: np.ndarray, expand: float = 1.8) -> list[Detection]:

@@ -210,7 +210,7 @@ class MediaPipeBackend:
                         found.append((box, score))
         return found
 
-    def detect(self, frame: np.ndarray, min_face: float = 0.06) -> list[Detection]:
+    def detect(self, frame: np.ndarray, min_face: float = 0.06, quick: bool = False) -> list[Detection]:
         h, w = frame.shape[:2]
         found = self._boxes(self._short, frame) or self._boxes(self._full, frame)
         self._calls += 1

@@ -9,7 +9,10 @@ held besides the crops of the current output window):
    by normalised template matching of the face patch captured at the last detection (far cheaper
    than a detector, and it cannot drift: the template always comes from a detection). The whole
    frame is searched for new faces when nothing is tracked, and while faces are tracked every
-   ``search_every`` frames for faces at least :data:`TRACKED_SEARCH_SHARE` of the biggest one.
+   ``search_every`` frames for faces at least :data:`TRACKED_SEARCH_SHARE` of the biggest one,
+   by the backend's quick search (``FaceBackend.detect(..., quick=True)``: for the Haar
+   cascades a coarser scale step, which halves its cost; a face it misses is looked for again
+   ``search_every`` frames later).
    With nothing tracked the search goes coarse to fine: faces of at least
    :data:`COARSE_MIN_FACE` of the frame on every keyframe (cheap), smaller ones only when none
    is found and at most every ``search_every`` frames, as while tracking (a whole-frame search
@@ -37,6 +40,7 @@ landmark backend cheap enough to run on every frame measures every frame.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -261,6 +265,12 @@ class FaceTracker:
         self.max_misses = max_misses
         self.smoothing = smoothing
         self.crops = crops
+        # backends written before FaceBackend.detect took ``quick`` are still searched (in full)
+        self._quick_ok = "quick" in inspect.signature(self.backend.detect).parameters
+
+    def _search(self, image: np.ndarray, min_face: float, quick: bool = False) -> list:
+        return self.backend.detect(image, min_face=min_face, quick=quick) if self._quick_ok else (
+            self.backend.detect(image, min_face=min_face))
 
     # -- keyframe processing ------------------------------------------------------------
     @staticmethod
@@ -289,14 +299,14 @@ class FaceTracker:
             # faces much smaller than the tracked main face are not candidates for the speaker
             if live:
                 biggest = max((t.face_box[3] - t.face_box[1]) for t in live) / min(luma.shape[:2])
-                found = self.backend.detect(image, min_face=max(self.min_face, TRACKED_SEARCH_SHARE * biggest))
+                found = self._search(image, max(self.min_face, TRACKED_SEARCH_SHARE * biggest), quick=True)
             else:  # coarse to fine: large faces are cheap to find; small ones are looked for only
                 # if none is, and at most every search_every frames (see the module docstring)
-                found = self.backend.detect(image, min_face=max(self.min_face, COARSE_MIN_FACE))
+                found = self._search(image, max(self.min_face, COARSE_MIN_FACE))
                 if not found and COARSE_MIN_FACE > self.min_face and (
                         state.last_fine is None or i - state.last_fine >= self.search_every):
                     state.last_fine = i
-                    found = self.backend.detect(image, min_face=self.min_face)
+                    found = self._search(image, self.min_face)
         claimed: set[int] = set()
         for t in sorted(live, key=lambda t: -t.score):
             det, detected = None, True
