@@ -439,3 +439,38 @@ def test_principal_axes_are_the_leading_right_singular_vectors(n):
     assert np.allclose(np.linalg.norm(axes, axis=1), 1.0, atol=1e-5)
     assert (axes[np.arange(k), np.abs(axes).argmax(1)] > 0).all()
     assert np.array_equal(principal_axes(-x, k), axes)  # the sign does not depend on the data's
+
+
+class _TwoPeakScorer:
+    """A sync scorer whose whole-clip curve has a peak at -0.48 s and another at +0.04 s (natural),
+    ``gap`` lower; every 2-s window agrees with the clip's offset."""
+
+    def __init__(self, gap):
+        self.gap = gap
+
+    def fit(self, mouth, valid, envelope, speech, shape=None):
+        pass
+
+    def global_curve(self):
+        lags = np.arange(-25, 26)
+        return 0.1 + 0.2 * np.exp(-0.5 * ((lags + 12) / 1.5) ** 2) + (0.2 - self.gap) * np.exp(-0.5 * ((lags - 1) / 1.5) ** 2)
+
+    def window_curve(self, start, stop):
+        return 0.1 + 0.3 * np.exp(-0.5 * (np.arange(-25, 26) / 1.5) ** 2), 1.0
+
+
+@pytest.mark.parametrize("gap,strong", [(0.02, False), (0.15, True)])
+def test_a_whole_clip_offset_counts_by_how_far_it_beats_the_natural_range(gap, strong):
+    """The sync_offset item of an offset outside the natural range is weighed by how far its peak
+    stands above the best lag inside the range: real speech's rhythm gives second peaks nearly as
+    high, and the argmax between two such peaks flips with small changes to the face boxes."""
+    from avdetect.forensics.sync import sync_evidence, sync_track
+
+    T = 25 * 12
+    valid, speech = np.ones(T, bool), np.ones(T, bool)
+    track, frame_score = sync_track(np.zeros((T, 22, 24), np.uint8), valid, np.zeros(T), speech, scorer=_TwoPeakScorer(gap))
+    assert track.clip_offset_s == pytest.approx(-0.48) and track.clip_margin == pytest.approx(gap, abs=0.005)
+    item = next(e for e in sync_evidence(track, frame_score, speech) if e.kind == "sync_offset")
+    assert item.value["margin_over_natural"] == pytest.approx(gap, abs=0.005)
+    assert (item.strength >= 0.7) is strong and (item.strength < 0.2) is not strong, item.strength
+    assert ("fits almost as well" in item.explanation) is not strong
