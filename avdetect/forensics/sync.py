@@ -395,8 +395,8 @@ def sync_track(mouth: np.ndarray, valid: np.ndarray, speech_env: np.ndarray, spe
     clip_lag = int(np.argmax(g)) - (len(g) - 1) // 2
     clip_conf = float(g.max() - np.median(g))
     lags_s = frames_to_seconds(np.arange(len(g)) - (len(g) - 1) // 2)
-    natural = (lags_s >= NATURAL_S[0] - 1e-9) & (lags_s <= NATURAL_S[1] + 1e-9)
-    clip_margin = float(g.max() - g[natural].max()) if natural.any() else clip_conf
+    natural = (lags_s >= NATURAL_S[0]) & (lags_s <= NATURAL_S[1])  # holds lag 0: never empty
+    clip_margin = float(g.max() - g[natural].max())
     starts, w = window_starts(T)
     n = len(starts)
     off = np.full(n, np.nan)
