@@ -245,6 +245,26 @@ def test_reading_a_checkpoint_config_does_not_import_torch(checkpoint):
     assert int(proc.stdout) > 0
 
 
+def test_the_first_torch_import_runs_without_cyclic_collections_and_freezes_what_it_made(checkpoint):
+    # a fresh interpreter: this one has imported torch already
+    code = ("import gc, sys; from avdetect.api import _load_model; "
+            "runs = []; gc.callbacks.append(lambda phase, info: phase == 'start' and runs.append(info['generation'])); "
+            f"m, d = _load_model({str(checkpoint)!r}, 'cpu'); "
+            "assert 'torch' in sys.modules and gc.isenabled(), 'collector left off'; "
+            "assert runs == [], f'collections during the import: {runs}'; "
+            "frozen = gc.get_freeze_count(); assert frozen > 100000, frozen; "
+            f"m2, d2 = _load_model({str(checkpoint)!r}, 'cpu'); "  # a second load changes nothing
+            "assert gc.get_freeze_count() == frozen and gc.isenabled(); "
+            "print(frozen)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # a process that turned the collector off keeps it off, and nothing is frozen for it
+    code = ("import gc; gc.disable(); from avdetect.api import _load_model; "
+            f"_load_model({str(checkpoint)!r}, 'cpu'); assert not gc.isenabled() and gc.get_freeze_count() == 0")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_default_threads_leave_a_core_to_the_face_tracker(monkeypatch):
     from avdetect import api
 
